@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: GPL-2.0
+# Rust guest_memfd for Linux 6.12: build, boot and test driver.
+#
+#   make run                  build the $(IMPL) kernel, boot it, run the selftests
+#   make check                build and test everything; last line "N passed, N failed"
+#   make kernel IMPL=c|rust   build one kernel ($(GMEM_CACHE)/out/x86_64-<impl>)
+#   make selftest T=name      run selftests matching "name" in the test VM
+#   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
+#   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
+#   make clean / distclean    remove build/ / also the build cache
+
+IMPL ?= c
+IMPLS ?= c
+export IMPL IMPLS
+
+.PHONY: run check setup source kernel selftests selftest kunit-uml kunit-qemu clean distclean
+
+run:
+	@scripts/run
+
+check:
+	@scripts/check
+
+setup:
+	@scripts/setup-toolchain
+
+source: setup
+	@scripts/prepare-source
+
+kernel: source
+	@scripts/build-kernel --impl=$(IMPL)
+
+selftests: source
+	@scripts/build-selftests
+
+selftest: kernel selftests
+	@python3 scripts/vmtool.py selftests --impl=$(IMPL) --verbose --filter="$(T)"
+
+kunit-uml: source
+	@scripts/kunit-uml $(SUITE)
+
+kunit-qemu: kernel
+	@python3 scripts/vmtool.py kunit --impl=$(IMPL) --verbose $(SUITE)
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf "$${GMEM_CACHE:-$$HOME/.cache/gmem-rs}"
