@@ -18,7 +18,8 @@ ttyS2 its exit status; logs of each boot are kept under build/vm/.
 
 EXIT CODES of `run`: the program's own exit code when the guest ran it to
 the end with a clean kernel log; 125 when the guest hung, panicked or never
-reported a status; 126 when the kernel log holds an oops, BUG, WARN,
+reported a status (a guest is hung when it does not boot within 3 minutes,
+or when its heartbeat stops for 90 s); 126 when the kernel log holds an oops, BUG, WARN,
 lockdep, KASAN, hung-task or similar report (after printing it).
 """
 
@@ -43,6 +44,12 @@ GUEST = REPO / 'scripts' / 'guest'
 
 EXIT_VM_FAILURE = 125
 EXIT_SPLAT = 126
+
+# The guest's /init writes a heartbeat to ttyS2 every 5 s while the payload
+# runs: a guest that is not up after BOOT_TIMEOUT, or whose heartbeat stops
+# for HEARTBEAT_TIMEOUT, is hung (all its CPUs stuck) and is killed.
+BOOT_TIMEOUT = 180
+HEARTBEAT_TIMEOUT = 90
 
 # Kernel log lines that fail a run whatever the program reported.
 SPLAT_RE = re.compile('|'.join([
@@ -170,6 +177,7 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
     with open(logdir / 'qemu.log', 'wb') as qlog:
         proc = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog)
         pos = 0
+        last_size, last_beat = 0, start
         while True:
             try:
                 proc.wait(timeout=0.25)
@@ -184,10 +192,20 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
                     pos += len(data)
             if finished:
                 break
-            if time.monotonic() - start > timeout:
+            now = time.monotonic()
+            size = status.stat().st_size
+            if size != last_size:
+                last_size, last_beat = size, now
+            if now - start > timeout:
+                problem = f'guest hung: no exit after {timeout}s (killed)'
+            elif last_size == 0 and now - start > BOOT_TIMEOUT:
+                problem = f'guest hung: not up after {BOOT_TIMEOUT}s (killed)'
+            elif last_size and now - last_beat > HEARTBEAT_TIMEOUT:
+                problem = (f'guest hung: no heartbeat for {HEARTBEAT_TIMEOUT}s '
+                           f'after {now - start:.0f}s (killed)')
+            if problem:
                 proc.kill()
                 proc.wait()
-                problem = f'guest hung: no exit after {timeout}s (killed)'
                 break
     seconds = time.monotonic() - start
     con = console.read_text(errors='replace')
@@ -269,7 +287,7 @@ def cmd_selftests(args) -> int:
     with tempfile.NamedTemporaryFile('w', suffix='.list', delete=False) as lst:
         lst.write('\n'.join(lines) + '\n')
     files['tests.list'] = Path(lst.name)
-    budget = sum(int(e[1]) for e in entries) + 180
+    budget = sum(int(e[1]) + 15 for e in entries) + 120
     b = boot(args.impl, 'selftests', files, ['./run-kselftests', 'tests.list'], budget,
              stream=sys.stdout.buffer if args.verbose else None)
     os.unlink(lst.name)
