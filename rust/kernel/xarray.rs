@@ -297,6 +297,34 @@ impl<T: XaEntry> XArray<T> {
     /// unchanged.
     ///
     /// [`ENOMEM`]: crate::error::code::ENOMEM
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kernel::xarray::{AllocFlags, XArray};
+    ///
+    /// let xa = KBox::pin_init(XArray::<NonNull<u8>>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// let bytes = [0u8; 8];
+    /// let p = |i: usize| NonNull::from(&bytes[i]);
+    ///
+    /// // Words ending in binary 10 are XArray internal entries and cannot be stored ...
+    /// let is_internal = |q: NonNull<u8>| (q.as_ptr() as usize) & 3 == 2;
+    /// let at2 = (0..4).map(p).find(|&q| is_internal(q)).ok_or(EINVAL)?;
+    /// assert_eq!(xa.store(1, at2, GFP_KERNEL), Err(EINVAL));
+    /// assert_eq!(xa.load(1), None);
+    /// assert!(xa.is_empty());
+    ///
+    /// // ... any other pointer comes back unchanged, odd ones too.
+    /// for i in 0..8 {
+    ///     if !is_internal(p(i)) {
+    ///         xa.store(i, p(i), GFP_KERNEL)?;
+    ///         assert_eq!(xa.load(i), Some(p(i)));
+    ///     }
+    /// }
+    /// assert_eq!(xa.iter().count(), 6);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn store(&self, index: usize, entry: T, gfp: Flags) -> Result {
         let ptr = Self::entry_to_raw(entry)?;
         // SAFETY: By the type invariants `self.xa` is initialised. `ptr` is neither null nor an
@@ -556,9 +584,35 @@ impl<T: XaEntry + Copy> XArray<T> {
             done: false,
         }
     }
+
+    /// Returns an iterator over all entries, in index order (`xa_for_each`).
+    ///
+    /// This is [`XArray::iter_range`] over all indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xarray::{AllocFlags, XArray, XaValue};
+    ///
+    /// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// assert_eq!(xa.iter().next(), None);
+    /// for i in [0, 1, 1000, usize::MAX] {
+    ///     xa.store(i, XaValue::new(i / 2)?, GFP_KERNEL)?;
+    /// }
+    /// let mut sum = 0;
+    /// for (index, entry) in xa.iter() {
+    ///     assert_eq!(entry.get(), index / 2);
+    ///     sum += entry.get();
+    /// }
+    /// assert_eq!(sum, 500 + usize::MAX / 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (usize, T)> + '_ {
+        self.iter_range(0, usize::MAX)
+    }
 }
 
-/// Iterator returned by [`XArray::iter_range`].
+/// Iterator returned by [`XArray::iter_range`] and [`XArray::iter`].
 struct RangeIter<'a, T: XaEntry + Copy> {
     xa: &'a XArray<T>,
     first: usize,
