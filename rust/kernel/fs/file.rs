@@ -20,6 +20,7 @@ use crate::{
     types::{ARef, AlwaysRefCounted, Opaque},
 };
 use core::{
+    cell::UnsafeCell,
     marker::PhantomData,
     mem::ManuallyDrop,
     ptr::{self, addr_of, addr_of_mut, NonNull},
@@ -278,24 +279,58 @@ impl File {
 /// A `file_operations` table that can be put in a `static`.
 ///
 /// The C structure holds raw pointers, so it is not [`Sync`] by itself; this wrapper is, because
-/// the table is never changed once it is built, and the C code only reads it.
+/// the table is only changed before it is first used ([`FileOperations::set_owner`]), and the C
+/// code only reads it.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::fs::file::FileOperations;
+///
+/// static FOPS: FileOperations = FileOperations::new(
+///     // SAFETY: All-zeroes is a valid `file_operations`: no callbacks and no owner.
+///     unsafe { core::mem::zeroed() },
+/// );
+///
+/// // SAFETY: `FOPS` was not used yet, and no other thread uses it.
+/// unsafe { FOPS.set_owner(core::ptr::null_mut()) };
+/// assert!(FOPS.as_raw().owner.is_null());
+/// assert!(FOPS.as_raw().release.is_none());
+/// ```
 #[repr(transparent)]
-pub struct FileOperations(bindings::file_operations);
+pub struct FileOperations(UnsafeCell<bindings::file_operations>);
 
-// SAFETY: The table is immutable: `FileOperations` gives no mutable access to it, and the C code
-// never writes to a file's `f_op`. Reading function pointers and the module pointer from several
-// threads is fine.
+// SAFETY: The table is only written by `set_owner`, whose callers guarantee that nothing reads it
+// at the same time; afterwards it is immutable, and reading function pointers and the module
+// pointer from several threads is fine.
 unsafe impl Sync for FileOperations {}
 
 impl FileOperations {
     /// Wraps a `file_operations` table.
     pub const fn new(fops: bindings::file_operations) -> Self {
-        Self(fops)
+        Self(UnsafeCell::new(fops))
+    }
+
+    /// Sets the module that owns the table and its callbacks (`fops.owner`), as C code does when
+    /// it learns its `THIS_MODULE` at init time (`kvm_gmem_init()`, for example).
+    ///
+    /// Files created with the table hold a reference on the module while they are open.
+    ///
+    /// # Safety
+    ///
+    /// No other thread may use the table at the same time, and [`FileOperations::as_raw`] must
+    /// not have been called yet: the table must not have been given to any C code.
+    pub unsafe fn set_owner(&'static self, owner: *mut bindings::module) {
+        // SAFETY: The caller guarantees that nothing else accesses the table, so writing to it is
+        // not a data race and no shared reference to it exists.
+        unsafe { (*self.0.get()).owner = owner };
     }
 
     /// Returns the C table, for [`anon_inode_create_getfile`] and the like.
-    pub const fn as_raw(&'static self) -> &'static bindings::file_operations {
-        &self.0
+    pub fn as_raw(&'static self) -> &'static bindings::file_operations {
+        // SAFETY: The table is only written by `set_owner`, whose callers guarantee that this was
+        // not called before; from now on the table is immutable.
+        unsafe { &*self.0.get() }
     }
 }
 
