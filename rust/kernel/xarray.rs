@@ -119,6 +119,12 @@ unsafe impl XaEntry for XaValue {
     }
 }
 
+/// Pointers are stored as they are. The array does not own what they point to: it is up to the
+/// user to keep the objects alive while they are in the array.
+///
+/// The XArray reserves words whose two low bits are `10` for its internal entries, so the store
+/// methods reject such pointers with [`EINVAL`]; pointers to objects aligned to at least 4 bytes,
+/// as kernel objects are, never are.
 // SAFETY: `NonNull` is never null and is returned unchanged by `from_raw`; copies of a raw pointer
 // are just copies of an address. Raw pointers may be sent to other threads since dereferencing
 // them requires `unsafe` code that has to justify it.
