@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Page cache mappings.
+//!
+//! [`Mapping`] wraps the C `struct address_space` that holds the page cache of an inode: it
+//! finds or creates folios in it, truncates it, and gives access to its invalidate lock, which
+//! serialises truncation and hole punching against the creation of new folios.
+//!
+//! C headers: [`include/linux/pagemap.h`](srctree/include/linux/pagemap.h),
+//! [`include/linux/fs.h`](srctree/include/linux/fs.h)
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::{from_err_ptr, Result},
+    folio::LockedFolio,
+    types::Opaque,
+};
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
+
+/// The page cache of an inode, a C `struct address_space`.
+///
+/// There are no owned `Mapping`s: they are embedded in inodes, and a `&Mapping` is only valid
+/// while the inode is (for example, while a reference to an open file of the inode is held, see
+/// [`File::mapping`]).
+///
+/// [`File::mapping`]: crate::fs::file::File::mapping
+///
+/// # Invariants
+///
+/// A `&Mapping` points to an initialised `struct address_space` that stays valid for the lifetime
+/// of the borrow.
+///
+/// # Examples
+///
+/// The page cache of a new anonymous inode:
+///
+/// ```
+/// use kernel::c_str;
+/// use kernel::fs::file::{anon_inode_create_getfile, flags::O_RDWR, FileOperations};
+///
+/// static FOPS: FileOperations = FileOperations::new(
+///     // SAFETY: All-zeroes is a valid `file_operations`: no callbacks and no owner.
+///     unsafe { core::mem::zeroed() },
+/// );
+///
+/// // SAFETY: `FOPS` has no callbacks that could look at the private data.
+/// let file = unsafe {
+///     anon_inode_create_getfile(c_str!("[rust-filemap]"), FOPS.as_raw(), core::ptr::null_mut(),
+///                               O_RDWR)?
+/// };
+/// let mapping = file.mapping();
+/// mapping.set_gfp_mask(GFP_HIGHUSER);
+/// assert!(mapping.gfp_mask() == GFP_HIGHUSER);
+///
+/// let folio = {
+///     let _guard = mapping.invalidate_lock_shared();
+///     let folio = mapping.grab_folio(3)?;
+///     assert_eq!(folio.index(), 3);
+///     assert_eq!(folio.next_index(), 4);
+///     assert!(!folio.test_uptodate());
+///     folio.zero();
+///     folio.mark_uptodate();
+///     folio.unlock()
+/// };
+///
+/// // The folio is found in the page cache again.
+/// let again = mapping.grab_folio(3)?;
+/// assert!(core::ptr::eq(again.as_raw(), folio.as_raw()));
+/// assert!(again.test_uptodate());
+/// drop(again);
+///
+/// // Truncation removes it; a new folio takes its place.
+/// {
+///     let guard = mapping.invalidate_lock();
+///     guard.truncate_range(0, -1);
+/// }
+/// let fresh = mapping.grab_folio(3)?;
+/// assert!(!core::ptr::eq(fresh.as_raw(), folio.as_raw()));
+/// assert!(!fresh.test_uptodate());
+/// drop(fresh);
+///
+/// // Truncating a range keeps the folios outside of it.
+/// let next = mapping.grab_folio(4)?.unlock();
+/// mapping.truncate_range(3 * kernel::page::PAGE_SIZE as i64,
+///                        4 * kernel::page::PAGE_SIZE as i64 - 1);
+/// let kept = mapping.grab_folio(4)?;
+/// assert!(core::ptr::eq(kept.as_raw(), next.as_raw()));
+/// drop(kept);
+///
+/// assert!(!mapping.unevictable());
+/// mapping.set_inaccessible();
+/// assert!(mapping.unevictable());
+/// # Ok::<(), Error>(())
+/// ```
+#[repr(transparent)]
+pub struct Mapping(Opaque<bindings::address_space>);
+
+// SAFETY: The methods taking `&self` use the page cache's own locking, so they may be called from
+// several threads at once.
+unsafe impl Sync for Mapping {}
+
+// SAFETY: A `Mapping` is only accessed by reference, and nothing in it is tied to a thread.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Creates a reference to a mapping from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to an initialised `struct address_space` that stays valid for the whole
+    /// lifetime `'a` (for example, the inode that holds it must stay alive).
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::address_space) -> &'a Self {
+        // SAFETY: The caller guarantees that the pointer is valid for `'a`. `Mapping` is
+        // `repr(transparent)`, so the cast is valid.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns a raw pointer to the C `struct address_space`.
+    pub fn as_raw(&self) -> *mut bindings::address_space {
+        self.0.get()
+    }
+
+    /// Finds the folio at `index` in the page cache, or adds a new one there, and locks it
+    /// (`filemap_grab_folio`).
+    ///
+    /// New folios are allocated with the mapping's allocation flags (see
+    /// [`Mapping::set_gfp_mask`]), are not zeroed and are not up to date. May sleep.
+    pub fn grab_folio(&self, index: usize) -> Result<LockedFolio> {
+        // SAFETY: By the type invariants the mapping is valid. `filemap_grab_folio` returns a
+        // folio or an `ERR_PTR`.
+        let ptr = from_err_ptr(unsafe { bindings::filemap_grab_folio(self.as_raw(), index) })?;
+        // `filemap_grab_folio` never returns null when it creates folios; be careful anyway.
+        let ptr = NonNull::new(ptr).ok_or(crate::error::code::ENOMEM)?;
+        // SAFETY: `filemap_grab_folio` returns a locked folio with a reference, which we hand
+        // over to the `LockedFolio`.
+        Ok(unsafe { LockedFolio::from_raw(ptr) })
+    }
+
+    /// Takes the mapping's invalidate lock for writing (`filemap_invalidate_lock`).
+    ///
+    /// This excludes page faults and other code that adds folios under the lock taken shared,
+    /// for example while truncating or punching a hole. The lock is released when the guard is
+    /// dropped. May sleep.
+    pub fn invalidate_lock(&self) -> InvalidateLockGuard<'_> {
+        // SAFETY: By the type invariants the mapping is valid; the guard releases the lock.
+        unsafe { bindings::filemap_invalidate_lock(self.as_raw()) };
+        // INVARIANT: The lock was taken just above.
+        InvalidateLockGuard {
+            mapping: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Takes the mapping's invalidate lock for reading (`filemap_invalidate_lock_shared`).
+    ///
+    /// The lock is released when the guard is dropped. May sleep.
+    pub fn invalidate_lock_shared(&self) -> InvalidateLockSharedGuard<'_> {
+        // SAFETY: By the type invariants the mapping is valid; the guard releases the lock.
+        unsafe { bindings::filemap_invalidate_lock_shared(self.as_raw()) };
+        // INVARIANT: The lock was taken just above.
+        InvalidateLockSharedGuard {
+            mapping: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Removes the folios that hold bytes `lstart..=lend_inclusive` from the page cache
+    /// (`truncate_inode_pages_range`).
+    ///
+    /// Partial pages at the edges are zeroed rather than removed. `lend_inclusive == -1` means
+    /// "to the end of the file". Callers normally hold the invalidate lock for writing. It takes
+    /// the lock of each folio it removes, so it must not be called while the caller holds the
+    /// lock of a folio in the range. May sleep.
+    pub fn truncate_range(&self, lstart: i64, lend_inclusive: i64) {
+        // SAFETY: By the type invariants the mapping is valid. `truncate_inode_pages_range`
+        // handles any range.
+        unsafe { bindings::truncate_inode_pages_range(self.as_raw(), lstart, lend_inclusive) };
+    }
+
+    /// Sets the allocation flags used for new folios of the mapping (`mapping_set_gfp_mask`).
+    ///
+    /// This is meant to be called while setting the inode up, before the page cache is used.
+    pub fn set_gfp_mask(&self, gfp: Flags) {
+        // SAFETY: By the type invariants the mapping is valid. `mapping_set_gfp_mask` writes a
+        // field the page cache only reads.
+        unsafe { bindings::mapping_set_gfp_mask(self.as_raw(), gfp.as_raw()) };
+    }
+
+    /// Returns the allocation flags used for new folios of the mapping (`mapping_gfp_mask`).
+    pub fn gfp_mask(&self) -> Flags {
+        // SAFETY: By the type invariants the mapping is valid. `mapping_gfp_mask` reads a field.
+        Flags::from_raw(unsafe { bindings::mapping_gfp_mask(self.as_raw()) })
+    }
+
+    /// Marks the mapping's folios as inaccessible: not migratable, not evictable, never mapped by
+    /// the kernel for reading or writing on behalf of users (`mapping_set_inaccessible`).
+    pub fn set_inaccessible(&self) {
+        // SAFETY: By the type invariants the mapping is valid. `mapping_set_inaccessible` sets
+        // flag bits atomically.
+        unsafe { bindings::mapping_set_inaccessible(self.as_raw()) };
+    }
+
+    /// Returns whether the mapping's folios may not be evicted (`mapping_unevictable`).
+    pub fn unevictable(&self) -> bool {
+        // SAFETY: By the type invariants the mapping is valid. `mapping_unevictable` tests a flag
+        // bit atomically.
+        unsafe { bindings::mapping_unevictable(self.as_raw()) }
+    }
+}
+
+/// The invalidate lock of a [`Mapping`], held for writing.
+///
+/// Dereferences to the mapping. The lock is released when the guard is dropped.
+///
+/// # Invariants
+///
+/// The current task holds `mapping`'s invalidate lock for writing, and the guard is responsible
+/// for releasing it.
+pub struct InvalidateLockGuard<'a> {
+    mapping: &'a Mapping,
+    /// The lock is a `rw_semaphore`, which must be released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Deref for InvalidateLockGuard<'_> {
+    type Target = Mapping;
+
+    fn deref(&self) -> &Mapping {
+        self.mapping
+    }
+}
+
+impl Drop for InvalidateLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants this task holds the lock for writing.
+        unsafe { bindings::filemap_invalidate_unlock(self.mapping.as_raw()) };
+    }
+}
+
+/// The invalidate lock of a [`Mapping`], held for reading.
+///
+/// Dereferences to the mapping. The lock is released when the guard is dropped.
+///
+/// # Invariants
+///
+/// The current task holds `mapping`'s invalidate lock for reading, and the guard is responsible
+/// for releasing it.
+pub struct InvalidateLockSharedGuard<'a> {
+    mapping: &'a Mapping,
+    /// The lock is a `rw_semaphore`, which must be released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Deref for InvalidateLockSharedGuard<'_> {
+    type Target = Mapping;
+
+    fn deref(&self) -> &Mapping {
+        self.mapping
+    }
+}
+
+impl Drop for InvalidateLockSharedGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants this task holds the lock for reading.
+        unsafe { bindings::filemap_invalidate_unlock_shared(self.mapping.as_raw()) };
+    }
+}

@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! XArray: an automatically resizing array of pointer-sized entries.
+//!
+//! [`XArray`] wraps a C `struct xarray` that holds *handles*: small integers ([`XaValue`]) or
+//! pointers to objects whose lifetime is managed elsewhere ([`NonNull<T>`]). The array never
+//! drops its entries; [`XArray::load`] and the search functions hand out copies of them.
+//!
+//! A range of indices can hold one entry ([`XArray::store_range`]). With
+//! `CONFIG_XARRAY_MULTI` the range is kept as a few multi-index entries; without it, one entry is
+//! stored at every index of the range, which costs time and memory proportional to its length.
+//!
+//! C header: [`include/linux/xarray.h`](srctree/include/linux/xarray.h)
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::{code::EINVAL, to_result, Result},
+    ffi::c_void,
+    init::PinInit,
+    pin_init,
+    types::Opaque,
+};
+use core::{
+    marker::PhantomData,
+    ops::BitOr,
+    pin::Pin,
+    ptr::{self, NonNull},
+};
+use macros::{pin_data, pinned_drop};
+
+/// A type whose values can be stored in an [`XArray`].
+///
+/// Values are converted to a pointer-sized word with [`XaEntry::into_raw`] when they are stored
+/// and converted back with [`XaEntry::from_raw`] when they are read. The array does not own the
+/// values: it never drops them, and readers get copies (see [`XArray::load`]).
+///
+/// # Safety
+///
+/// Implementers must ensure that:
+///
+/// - [`XaEntry::into_raw`] never returns a null pointer (storing null would erase the index);
+/// - calling [`XaEntry::from_raw`] on a pointer returned by [`XaEntry::into_raw`] gives back the
+///   value that was converted, and, if `Self: Copy`, it may be called any number of times on the
+///   same pointer, each call making a copy;
+/// - values may be moved to and shared with other threads: an [`XArray`] is [`Send`] and
+///   [`Sync`], so a value stored by one thread may be read by another one. Raw pointers satisfy
+///   this, because dereferencing them is itself `unsafe`.
+pub unsafe trait XaEntry: Sized {
+    /// Converts the value into the word stored in the array.
+    fn into_raw(self) -> *mut c_void;
+
+    /// Converts a word read from the array back into a value.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must have been returned by [`XaEntry::into_raw`] on a value of this type. Unless
+    /// `Self: Copy`, this must be called at most once for each call to [`XaEntry::into_raw`].
+    unsafe fn from_raw(ptr: *mut c_void) -> Self;
+}
+
+/// An integer stored in an [`XArray`] as a value entry (`xa_mk_value`).
+///
+/// # Invariants
+///
+/// The value is at most [`XaValue::MAX`] (`LONG_MAX`), so that it fits in a value entry.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xarray::XaValue;
+///
+/// assert_eq!(XaValue::new(0)?.get(), 0);
+/// assert_eq!(XaValue::new(XaValue::MAX)?.get(), usize::MAX >> 1);
+/// assert_eq!(XaValue::new(XaValue::MAX + 1), Err(EINVAL));
+/// assert_eq!(XaValue::new(usize::MAX), Err(EINVAL));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XaValue(usize);
+
+impl XaValue {
+    /// The largest integer a value entry can hold (`LONG_MAX`).
+    pub const MAX: usize = isize::MAX as usize;
+
+    /// Creates a value entry holding `v`.
+    ///
+    /// Returns [`EINVAL`] if `v` is larger than [`XaValue::MAX`].
+    pub fn new(v: usize) -> Result<Self> {
+        if v > Self::MAX {
+            return Err(EINVAL);
+        }
+        // INVARIANT: `v <= XaValue::MAX` was checked just above.
+        Ok(Self(v))
+    }
+
+    /// Returns the integer held by this value entry.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+// SAFETY: `xa_mk_value` sets the lowest bit of the word, so it is never null, and `xa_to_value`
+// undoes it without loss because the type invariant keeps the top bit clear. Integers are `Copy`
+// and `Send`.
+unsafe impl XaEntry for XaValue {
+    fn into_raw(self) -> *mut c_void {
+        // SAFETY: `xa_mk_value` only computes the encoded word; it accepts any `unsigned long`
+        // that is at most `LONG_MAX`, which the type invariant guarantees.
+        unsafe { bindings::xa_mk_value(self.0) }
+    }
+
+    unsafe fn from_raw(ptr: *mut c_void) -> Self {
+        // SAFETY: `xa_to_value` only decodes the word.
+        let v = unsafe { bindings::xa_to_value(ptr) };
+        // INVARIANT: the caller guarantees that `ptr` was produced by `into_raw`, so decoding it
+        // gives back a value that satisfied the invariant.
+        Self(v)
+    }
+}
+
+/// Pointers are stored as they are. The array does not own what they point to: it is up to the
+/// user to keep the objects alive while they are in the array.
+///
+/// The XArray reserves words whose two low bits are `10` for its internal entries, so the store
+/// methods reject such pointers with [`EINVAL`]; pointers to objects aligned to at least 4 bytes,
+/// as kernel objects are, never are.
+// SAFETY: `NonNull` is never null and is returned unchanged by `from_raw`; copies of a raw pointer
+// are just copies of an address. Raw pointers may be sent to other threads since dereferencing
+// them requires `unsafe` code that has to justify it.
+unsafe impl<T> XaEntry for NonNull<T> {
+    fn into_raw(self) -> *mut c_void {
+        self.as_ptr().cast()
+    }
+
+    unsafe fn from_raw(ptr: *mut c_void) -> Self {
+        // SAFETY: the caller guarantees that `ptr` came from `into_raw`, i.e. from a `NonNull`.
+        unsafe { NonNull::new_unchecked(ptr.cast()) }
+    }
+}
+
+/// The kind of an [`XArray`]: the C `XA_FLAGS_*` flags given to `xa_init_flags`.
+///
+/// Flags can be combined with `|`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocFlags(bindings::gfp_t);
+
+impl AllocFlags {
+    /// A plain array (flags `0`, as `xa_init`).
+    pub const NONE: Self = Self(0);
+
+    /// `XA_FLAGS_ALLOC`: the array tracks free indices (for `xa_alloc`), starting from 0.
+    pub const ALLOC: Self = Self(bindings::XA_FLAGS_ALLOC);
+
+    /// `XA_FLAGS_ALLOC1`: like [`AllocFlags::ALLOC`], but index 0 is never handed out.
+    pub const ALLOC1: Self = Self(bindings::XA_FLAGS_ALLOC1);
+
+    /// `XA_FLAGS_ACCOUNT`: the array's internal nodes are charged to the memory cgroup of the
+    /// task that allocates them.
+    pub const ACCOUNT: Self = Self(bindings::XA_FLAGS_ACCOUNT);
+
+    /// Returns the raw `XA_FLAGS_*` value.
+    pub fn as_raw(self) -> bindings::gfp_t {
+        self.0
+    }
+}
+
+impl BitOr for AllocFlags {
+    type Output = Self;
+
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// An array of [`XaEntry`] handles indexed by `usize`, backed by a C `struct xarray`.
+///
+/// All operations take `&self`: the C XArray serializes writers with its internal spinlock and
+/// lets readers run under RCU, so an [`XArray`] may be shared between threads. Operations that
+/// store entries allocate the array's internal nodes with the given [`Flags`]; they may sleep if
+/// the flags allow it.
+///
+/// The array never drops its entries: storing over an entry, erasing it or dropping the array
+/// simply forgets it. The methods that read entries are only available for `T: Copy` and return
+/// copies.
+///
+/// # Invariants
+///
+/// - `xa` holds a `struct xarray` initialised by `xa_init_flags`, destroyed only on drop.
+/// - Every entry present in the array was returned by [`XaEntry::into_raw`] for `T`, and is
+///   neither null nor an XArray internal entry.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xarray::{AllocFlags, XArray, XaValue};
+///
+/// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+/// assert!(xa.is_empty());
+/// assert_eq!(xa.load(3), None);
+///
+/// xa.store(3, XaValue::new(30)?, GFP_KERNEL)?;
+/// xa.store(7, XaValue::new(70)?, GFP_KERNEL)?;
+/// assert!(!xa.is_empty());
+/// assert_eq!(xa.load(3), Some(XaValue::new(30)?));
+/// assert_eq!(xa.load(7), Some(XaValue::new(70)?));
+/// assert_eq!(xa.load(4), None);
+///
+/// // Storing over an entry replaces it.
+/// xa.store(3, XaValue::new(31)?, GFP_KERNEL)?;
+/// assert_eq!(xa.load(3), Some(XaValue::new(31)?));
+///
+/// // The largest index and the largest value work too.
+/// xa.store(usize::MAX, XaValue::new(XaValue::MAX)?, GFP_KERNEL)?;
+/// assert_eq!(xa.load(usize::MAX).map(XaValue::get), Some(XaValue::MAX));
+///
+/// xa.erase(3);
+/// assert_eq!(xa.load(3), None);
+/// xa.erase(3);
+/// xa.erase(7);
+/// xa.erase(usize::MAX);
+/// assert!(xa.is_empty());
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// Pointers are stored as they are; the array does not keep the objects alive:
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use kernel::xarray::{AllocFlags, XArray};
+///
+/// let objects = KVec::from_elem(0u64, 4, GFP_KERNEL)?;
+/// let xa = KBox::pin_init(XArray::<NonNull<u64>>::new(AllocFlags::ACCOUNT), GFP_KERNEL)?;
+/// for (i, o) in objects.iter().enumerate() {
+///     xa.store(i * 10, NonNull::from(o), GFP_KERNEL_ACCOUNT)?;
+/// }
+/// assert_eq!(xa.load(20), Some(NonNull::from(&objects[2])));
+/// assert_eq!(xa.find(21, usize::MAX), Some((30, NonNull::from(&objects[3]))));
+/// drop(xa);
+/// assert_eq!(objects.len(), 4);
+/// # Ok::<(), Error>(())
+/// ```
+#[pin_data(PinnedDrop)]
+pub struct XArray<T: XaEntry> {
+    #[pin]
+    xa: Opaque<bindings::xarray>,
+    _entries: PhantomData<T>,
+}
+
+// SAFETY: The C XArray synchronizes all accesses internally (its spinlock for writers, RCU for
+// readers), and `XaEntry` implementers guarantee that entries may move between threads.
+unsafe impl<T: XaEntry> Send for XArray<T> {}
+
+// SAFETY: All methods that take `&self` are safe to call concurrently, see the `Send` impl.
+unsafe impl<T: XaEntry> Sync for XArray<T> {}
+
+impl<T: XaEntry> XArray<T> {
+    /// Creates an initializer for an empty array of the given kind.
+    pub fn new(flags: AllocFlags) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // INVARIANT: `xa_init_flags` initialises the `struct xarray`.
+            xa <- Opaque::ffi_init(move |xa| {
+                // SAFETY: `xa` is valid for writes; `xa_init_flags` initialises it without
+                // reading it first.
+                unsafe { bindings::xa_init_flags(xa, flags.as_raw()) }
+            }),
+            _entries: PhantomData,
+        })
+    }
+
+    fn as_raw(&self) -> *mut bindings::xarray {
+        self.xa.get()
+    }
+
+    /// Converts `entry` to the word to store, checking that the XArray can hold it.
+    fn entry_to_raw(entry: T) -> Result<*mut c_void> {
+        let ptr = entry.into_raw();
+        if ptr.is_null() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `xa_is_internal` only looks at the bits of the word.
+        if unsafe { bindings::xa_is_internal(ptr) } {
+            // Words ending in binary 10 are reserved by the XArray: pointers to objects aligned
+            // to at least 4 bytes never are. Nothing was stored, so give the value back.
+            // SAFETY: `ptr` was just returned by `into_raw` and is converted back only once.
+            drop(unsafe { T::from_raw(ptr) });
+            return Err(EINVAL);
+        }
+        Ok(ptr)
+    }
+
+    /// Converts the return value of a C store function into a [`Result`].
+    fn check(ret: *mut c_void) -> Result {
+        // SAFETY: `xa_err` only looks at the bits of the word.
+        to_result(unsafe { bindings::xa_err(ret) })
+    }
+
+    /// Stores `entry` at `index`, replacing (and forgetting) the entry that was there.
+    ///
+    /// Returns [`ENOMEM`] if the array could not allocate memory with `gfp`, or [`EINVAL`] if
+    /// `entry` cannot be stored in an XArray: pointers must be at least 4-byte aligned, which
+    /// pointers to kernel objects always are. On failure, `entry` is dropped and the array is
+    /// unchanged.
+    ///
+    /// [`ENOMEM`]: crate::error::code::ENOMEM
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kernel::xarray::{AllocFlags, XArray};
+    ///
+    /// let xa = KBox::pin_init(XArray::<NonNull<u8>>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// let bytes = [0u8; 8];
+    /// let p = |i: usize| NonNull::from(&bytes[i]);
+    ///
+    /// // Words ending in binary 10 are XArray internal entries and cannot be stored ...
+    /// let is_internal = |q: NonNull<u8>| (q.as_ptr() as usize) & 3 == 2;
+    /// let at2 = (0..4).map(p).find(|&q| is_internal(q)).ok_or(EINVAL)?;
+    /// assert_eq!(xa.store(1, at2, GFP_KERNEL), Err(EINVAL));
+    /// assert_eq!(xa.load(1), None);
+    /// assert!(xa.is_empty());
+    ///
+    /// // ... any other pointer comes back unchanged, odd ones too.
+    /// for i in 0..8 {
+    ///     if !is_internal(p(i)) {
+    ///         xa.store(i, p(i), GFP_KERNEL)?;
+    ///         assert_eq!(xa.load(i), Some(p(i)));
+    ///     }
+    /// }
+    /// assert_eq!(xa.iter().count(), 6);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn store(&self, index: usize, entry: T, gfp: Flags) -> Result {
+        let ptr = Self::entry_to_raw(entry)?;
+        // SAFETY: By the type invariants `self.xa` is initialised. `ptr` is neither null nor an
+        // internal entry (checked by `entry_to_raw`), so storing it keeps the invariant.
+        // `xa_store` takes the array's lock itself.
+        let old = unsafe { bindings::xa_store(self.as_raw(), index, ptr, gfp.as_raw()) };
+        let ret = Self::check(old);
+        if ret.is_err() {
+            // SAFETY: The store failed, so `ptr` is not in the array and this is the only
+            // conversion back.
+            drop(unsafe { T::from_raw(ptr) });
+        }
+        ret
+    }
+
+    /// Removes the entry at `index`, if any, and forgets it.
+    pub fn erase(&self, index: usize) {
+        // SAFETY: By the type invariants `self.xa` is initialised. `xa_erase` takes the array's
+        // lock itself. The removed entry is a handle the array does not own, so it is dropped
+        // on the floor.
+        unsafe { bindings::xa_erase(self.as_raw(), index) };
+    }
+
+    /// Returns whether the array holds no entry.
+    pub fn is_empty(&self) -> bool {
+        // SAFETY: By the type invariants `self.xa` is initialised. `xa_empty` only reads the
+        // array's head pointer.
+        unsafe { bindings::xa_empty(self.as_raw()) }
+    }
+}
+
+impl<T: XaEntry + Copy> XArray<T> {
+    /// Converts a word read from the array into an entry, `None` for null.
+    fn entry_from_raw(ptr: *mut c_void) -> Option<T> {
+        if ptr.is_null() {
+            None
+        } else {
+            // SAFETY: By the type invariants, non-null words in the array come from
+            // `T::into_raw`; `T: Copy`, so making another copy is allowed.
+            Some(unsafe { T::from_raw(ptr) })
+        }
+    }
+
+    /// Returns a copy of the entry at `index`, or `None` if there is none.
+    pub fn load(&self, index: usize) -> Option<T> {
+        // SAFETY: By the type invariants `self.xa` is initialised. `xa_load` takes the RCU read
+        // lock itself.
+        let ptr = unsafe { bindings::xa_load(self.as_raw(), index) };
+        Self::entry_from_raw(ptr)
+    }
+
+    /// Stores `entry` at every index of `first..=last`, or erases the range if `entry` is `None`.
+    ///
+    /// Loads from any index in the range then return `entry`. Entries that were in the range are
+    /// forgotten. With `CONFIG_XARRAY_MULTI` this is `xa_store_range`, which keeps the range as a
+    /// few multi-index entries; without it the entry is stored at each index in turn, which is
+    /// only reasonable for short ranges (erasing visits only the indices that hold an entry).
+    ///
+    /// As in C, with `CONFIG_XARRAY_MULTI` storing to or erasing a part of a multi-index entry
+    /// affects all of its indices: store and erase ranges as a whole, as they were stored.
+    ///
+    /// Returns [`EINVAL`] if `first > last` or if `entry` cannot be stored (see
+    /// [`XArray::store`]), or [`ENOMEM`] if the array could not allocate memory with `gfp`. On
+    /// failure part of the range may already hold `entry`; erase the range to undo that.
+    ///
+    /// [`ENOMEM`]: crate::error::code::ENOMEM
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xarray::{AllocFlags, XArray, XaValue};
+    ///
+    /// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// let v = XaValue::new(42)?;
+    /// xa.store(4, XaValue::new(4)?, GFP_KERNEL)?;
+    /// xa.store(101, XaValue::new(101)?, GFP_KERNEL)?;
+    /// xa.store_range(5, 100, Some(v), GFP_KERNEL)?;
+    ///
+    /// // Loads at the edges of the range and inside it.
+    /// assert_eq!(xa.load(4), Some(XaValue::new(4)?));
+    /// assert_eq!(xa.load(5), Some(v));
+    /// assert_eq!(xa.load(63), Some(v));
+    /// assert_eq!(xa.load(64), Some(v));
+    /// assert_eq!(xa.load(100), Some(v));
+    /// assert_eq!(xa.load(101), Some(XaValue::new(101)?));
+    ///
+    /// // Searches that start before, inside and after the range.
+    /// assert_eq!(xa.find(0, 3), None);
+    /// assert_eq!(xa.find(0, 1000), Some((4, XaValue::new(4)?)));
+    /// assert_eq!(xa.find(5, 1000), Some((5, v)));
+    /// assert_eq!(xa.find(10, 1000), Some((10, v)));
+    /// assert_eq!(xa.find(100, 100), Some((100, v)));
+    /// assert_eq!(xa.find(102, usize::MAX), None);
+    ///
+    /// // Erasing a range leaves its neighbours alone.
+    /// xa.store_range(5, 100, None, GFP_KERNEL)?;
+    /// assert_eq!(xa.load(5), None);
+    /// assert_eq!(xa.load(50), None);
+    /// assert_eq!(xa.load(100), None);
+    /// assert_eq!(xa.find(5, 100), None);
+    /// assert_eq!(xa.load(4), Some(XaValue::new(4)?));
+    /// assert_eq!(xa.load(101), Some(XaValue::new(101)?));
+    ///
+    /// // An empty range is rejected.
+    /// assert_eq!(xa.store_range(9, 8, Some(v), GFP_KERNEL), Err(EINVAL));
+    ///
+    /// // Ranges may end at the last index.
+    /// xa.store_range(usize::MAX - 10, usize::MAX, Some(v), GFP_KERNEL)?;
+    /// assert_eq!(xa.load(usize::MAX - 11), None);
+    /// assert_eq!(xa.load(usize::MAX - 10), Some(v));
+    /// assert_eq!(xa.load(usize::MAX), Some(v));
+    /// assert_eq!(xa.find(102, usize::MAX), Some((usize::MAX - 10, v)));
+    ///
+    /// xa.store_range(0, usize::MAX, None, GFP_KERNEL)?;
+    /// assert!(xa.is_empty());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn store_range(&self, first: usize, last: usize, entry: Option<T>, gfp: Flags) -> Result {
+        if first > last {
+            return Err(EINVAL);
+        }
+        let ptr = match entry {
+            Some(entry) => Self::entry_to_raw(entry)?,
+            None => ptr::null_mut(),
+        };
+        self.store_range_raw(first, last, ptr, gfp)
+    }
+
+    /// Stores `ptr` at `index`, or erases the index if `ptr` is null.
+    fn store_one_raw(&self, index: usize, ptr: *mut c_void, gfp: Flags) -> Result {
+        if ptr.is_null() {
+            self.erase(index);
+            return Ok(());
+        }
+        // SAFETY: By the type invariants `self.xa` is initialised. `ptr` was checked by
+        // `entry_to_raw`, and `T: Copy`, so it may be stored at several indices. `xa_store` takes
+        // the array's lock itself.
+        Self::check(unsafe { bindings::xa_store(self.as_raw(), index, ptr, gfp.as_raw()) })
+    }
+
+    #[cfg(CONFIG_XARRAY_MULTI)]
+    fn store_range_raw(&self, first: usize, last: usize, ptr: *mut c_void, gfp: Flags) -> Result {
+        // `xa_store_range` steps through the range by adding the size of each piece to its start,
+        // which wraps around (and never ends) when the range includes `ULONG_MAX`: keep that
+        // index apart.
+        let upto = last.min(usize::MAX - 1);
+        if first <= upto {
+            // SAFETY: By the type invariants `self.xa` is initialised. `ptr` is null (erase) or
+            // an entry checked by `entry_to_raw`, which may be stored at several indices because
+            // `T: Copy`. `xa_store_range` takes the array's lock itself.
+            Self::check(unsafe {
+                bindings::xa_store_range(self.as_raw(), first, upto, ptr, gfp.as_raw())
+            })?;
+        }
+        if last == usize::MAX {
+            self.store_one_raw(last, ptr, gfp)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(CONFIG_XARRAY_MULTI))]
+    fn store_range_raw(&self, first: usize, last: usize, ptr: *mut c_void, gfp: Flags) -> Result {
+        if ptr.is_null() {
+            // Visit only the indices that hold an entry: the range may be huge.
+            let mut next = first;
+            while let Some((index, _)) = self.find(next, last) {
+                self.erase(index);
+                if index >= last {
+                    break;
+                }
+                next = index + 1;
+            }
+            return Ok(());
+        }
+        for index in first..=last {
+            self.store_one_raw(index, ptr, gfp)?;
+        }
+        Ok(())
+    }
+
+    /// Returns the first entry at an index in `first..=last`, with that index.
+    ///
+    /// If the entry spans several indices (see [`XArray::store_range`]) and starts before
+    /// `first`, the index returned is `first`. Returns `None` if there is no entry in the range
+    /// (in particular if `first > last`).
+    pub fn find(&self, first: usize, last: usize) -> Option<(usize, T)> {
+        let mut index = first;
+        // SAFETY: By the type invariants `self.xa` is initialised; `index` is valid for reads and
+        // writes. `XA_PRESENT` matches any entry. `xa_find` takes the RCU read lock itself.
+        let ptr =
+            unsafe { bindings::xa_find(self.as_raw(), &mut index, last, bindings::XA_PRESENT) };
+        Self::entry_from_raw(ptr).map(|entry| (index, entry))
+    }
+
+    /// Returns an iterator over the entries at indices in `first..=last`, in index order.
+    ///
+    /// This is `xa_for_each_range`: the first entry is found with `xa_find`, the next ones with
+    /// `xa_find_after`. An entry that spans several indices is returned once, at its first index
+    /// in the range. A range stored with [`XArray::store_range`] may be made of several such
+    /// entries (or, without `CONFIG_XARRAY_MULTI`, of one entry per index), so the same value can
+    /// come up several times.
+    ///
+    /// The array is not locked between steps: entries stored or erased meanwhile may or may not
+    /// be seen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xarray::{AllocFlags, XArray, XaValue};
+    ///
+    /// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// let v = XaValue::new(5)?;
+    /// xa.store(2, XaValue::new(2)?, GFP_KERNEL)?;
+    /// xa.store_range(5, 100, Some(v), GFP_KERNEL)?;
+    /// xa.store(200, XaValue::new(200)?, GFP_KERNEL)?;
+    ///
+    /// let mut count = 0;
+    /// let mut prev = None;
+    /// for (index, entry) in xa.iter_range(5, 100) {
+    ///     assert_eq!(entry, v);
+    ///     assert!((5..=100).contains(&index));
+    ///     // Indices come in increasing order.
+    ///     assert!(prev.map_or(true, |p| p < index));
+    ///     prev = Some(index);
+    ///     count += 1;
+    /// }
+    /// if cfg!(CONFIG_XARRAY_MULTI) {
+    ///     // Two multi-index entries: 5..=63 and 64..=100.
+    ///     assert_eq!(count, 2);
+    /// } else {
+    ///     assert_eq!(count, 96);
+    /// }
+    ///
+    /// // The first entry comes at the start of the range, even inside a multi-index entry.
+    /// assert_eq!(xa.iter_range(10, 100).next(), Some((10, v)));
+    /// assert_eq!(xa.iter_range(0, 4).next(), Some((2, XaValue::new(2)?)));
+    /// assert_eq!(xa.iter_range(101, 199).next(), None);
+    /// assert_eq!(xa.iter_range(100, 100).count(), 1);
+    ///
+    /// let mut all = xa.iter_range(0, usize::MAX);
+    /// assert_eq!(all.next(), Some((2, XaValue::new(2)?)));
+    /// assert_eq!(all.next(), Some((5, v)));
+    /// assert_eq!(all.last(), Some((200, XaValue::new(200)?)));
+    ///
+    /// // The last index can hold an entry too.
+    /// xa.store(usize::MAX, v, GFP_KERNEL)?;
+    /// assert_eq!(xa.iter_range(201, usize::MAX).next(), Some((usize::MAX, v)));
+    /// assert_eq!(xa.iter_range(200, usize::MAX).count(), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn iter_range(&self, first: usize, last: usize) -> impl Iterator<Item = (usize, T)> + '_ {
+        RangeIter {
+            xa: self,
+            first,
+            last,
+            prev: None,
+            done: false,
+        }
+    }
+
+    /// Returns an iterator over all entries, in index order (`xa_for_each`).
+    ///
+    /// This is [`XArray::iter_range`] over all indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xarray::{AllocFlags, XArray, XaValue};
+    ///
+    /// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+    /// assert_eq!(xa.iter().next(), None);
+    /// for i in [0, 1, 1000, usize::MAX] {
+    ///     xa.store(i, XaValue::new(i / 2)?, GFP_KERNEL)?;
+    /// }
+    /// let mut sum = 0;
+    /// for (index, entry) in xa.iter() {
+    ///     assert_eq!(entry.get(), index / 2);
+    ///     sum += entry.get();
+    /// }
+    /// assert_eq!(sum, 500 + usize::MAX / 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (usize, T)> + '_ {
+        self.iter_range(0, usize::MAX)
+    }
+}
+
+/// Iterator returned by [`XArray::iter_range`] and [`XArray::iter`].
+struct RangeIter<'a, T: XaEntry + Copy> {
+    xa: &'a XArray<T>,
+    first: usize,
+    last: usize,
+    /// The index of the entry returned last, `None` before the first one.
+    prev: Option<usize>,
+    done: bool,
+}
+
+impl<T: XaEntry + Copy> Iterator for RangeIter<'_, T> {
+    type Item = (usize, T);
+
+    fn next(&mut self) -> Option<(usize, T)> {
+        if self.done {
+            return None;
+        }
+        let found = match self.prev {
+            None => self.xa.find(self.first, self.last),
+            Some(prev) => {
+                let mut index = prev;
+                // SAFETY: By the type invariants `self.xa.xa` is initialised; `index` is valid for
+                // reads and writes. `xa_find_after` takes the RCU read lock itself and returns
+                // null when `prev` is the last possible index.
+                let ptr = unsafe {
+                    bindings::xa_find_after(
+                        self.xa.as_raw(),
+                        &mut index,
+                        self.last,
+                        bindings::XA_PRESENT,
+                    )
+                };
+                XArray::<T>::entry_from_raw(ptr).map(|entry| (index, entry))
+            }
+        };
+        match found {
+            Some((index, _)) => self.prev = Some(index),
+            None => self.done = true,
+        }
+        found
+    }
+}
+
+#[pinned_drop]
+impl<T: XaEntry> PinnedDrop for XArray<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariants `self.xa` is initialised, and it is not used after this.
+        // `xa_destroy` frees the internal nodes; the entries are handles that need no cleanup.
+        unsafe { bindings::xa_destroy(self.as_raw()) };
+    }
+}
