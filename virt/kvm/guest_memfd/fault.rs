@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The private-fault path: from a gfn of a bound memslot to the pfn of a
+//! zeroed, prepared page (`kvm_gmem_get_pfn()`), and its use by populate.
+
+use kernel::{folio::LockedFolio, fs::file::File, prelude::*};
+
+use crate::{
+    gmem_file::GmemFile,
+    kvm::{Kvm, Memslot},
+    range,
+};
+
+/// A page found for a gfn: its folio, still locked, and the pfn and order
+/// KVM may map.
+pub(crate) struct Found {
+    /// The folio holding the page, locked.
+    pub(crate) folio: LockedFolio,
+    /// The pfn of the page.
+    pub(crate) pfn: usize,
+    /// The order KVM may map at; always 0 (no huge folios in 6.12).
+    pub(crate) max_order: u32,
+}
+
+/// Looks up (allocating if needed) the folio backing file page `index` of
+/// `file` for `slot`.
+///
+/// Errors: `EFAULT` if the slot is no longer bound to `file`, `EIO` if the
+/// bindings disagree with the slot, `EHWPOISON` if the page is poisoned,
+/// and allocation errors.
+pub(crate) fn find(file: &File, slot: Memslot, index: usize) -> Result<Found> {
+    if slot.file() != file.as_raw() {
+        return Err(EFAULT);
+    }
+    let gmem = GmemFile::of(file).ok_or(EFAULT)?;
+    if gmem.bindings.load(index) != Some(slot.as_non_null()) {
+        return Err(EIO);
+    }
+    let folio = file.mapping().grab_folio(index)?;
+    if folio.test_hwpoison() {
+        return Err(range::ehwpoison());
+    }
+    let pfn = folio.file_pfn(index);
+    Ok(Found {
+        folio,
+        pfn,
+        max_order: 0,
+    })
+}
+
+/// Makes a fresh folio usable by the guest: zeroes it so that no host data
+/// leaks, runs the architecture's prepare hook and marks it up to date.
+pub(crate) fn prepare(kvm: Kvm, slot: Memslot, gfn: u64, folio: &LockedFolio) -> Result {
+    folio.zero();
+
+    let order = folio.order();
+    let index = range::gfn_to_index(slot.base_gfn(), slot.pgoff(), gfn) & !((1usize << order) - 1);
+    let pfn = folio.file_pfn(index);
+    let first_gfn = slot.base_gfn() + index as u64 - slot.pgoff();
+    let rc = kvm.arch_prepare(first_gfn, pfn as u64, order);
+    if rc != 0 {
+        pr_warn!(
+            "Failed to prepare folio for index {:x} GFN {:x} PFN {:x} error {}.\n",
+            index,
+            first_gfn,
+            pfn,
+            rc
+        );
+        return Err(Error::from_errno(rc));
+    }
+    folio.mark_uptodate();
+    Ok(())
+}
+
+/// `kvm_gmem_get_pfn()`: the pfn and maximum mapping order for `gfn` of
+/// `slot`.  On success the caller owns a reference on the page.
+pub(crate) fn get_pfn(kvm: Kvm, slot: Memslot, gfn: u64) -> Result<(usize, u32)> {
+    let index = range::gfn_to_index(slot.base_gfn(), slot.pgoff(), gfn);
+    // SAFETY: the fault path runs under the VM's memslots SRCU, which keeps
+    // `slot` and the memory its file pointer refers to valid.
+    let file = unsafe { File::get_active(slot.file_slot()) }.ok_or(EFAULT)?;
+
+    let found = find(&file, slot, index)?;
+    if !found.folio.test_uptodate() {
+        prepare(kvm, slot, gfn, &found.folio)?;
+    }
+    let folio = found.folio.unlock();
+    // The reference goes to the caller, which drops it with
+    // kvm_release_pfn_*() once the page is mapped.
+    core::mem::forget(folio);
+    Ok((found.pfn, found.max_order))
+}

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! guest_memfd in Rust: KVM's guest-first memory.
+//!
+//! A guest_memfd is an anonymous-inode file bound to one VM whose pages back
+//! the VM's private memory.  Host userspace cannot read, write or map it; it
+//! can only size it at creation, allocate and punch holes with
+//! `fallocate()`, and bind ranges of it to memslots.  KVM's private-fault
+//! path gets pfns from it with `kvm_gmem_get_pfn()`.
+//!
+//! This crate replaces `virt/kvm/guest_memfd.c` when
+//! `CONFIG_KVM_GUEST_MEMFD_RUST` is set, with the same behaviour and errnos.
+//! See `Documentation/virt/kvm/guest-memfd-rust.rst` for its structure and
+//! locking.
+
+/// The prefix of this crate's log messages, as C's guest_memfd.c prints them.
+const __LOG_PREFIX: &[u8] = b"gmem\0";
+
+mod bind;
+mod fault;
+pub mod ffi;
+mod gmem_file;
+mod kvm;
+mod populate;
+mod range;

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Argument checks and offset arithmetic of guest_memfd.
+//!
+//! Pure functions with no kernel state, so that the KUnit suite in
+//! `gmem_kunit.rs` can run them under UML, where KVM does not exist.  Every
+//! errno here is the one 6.12's `virt/kvm/guest_memfd.c` returns for the same
+//! input.
+
+use kernel::error::{code::*, Error, Result};
+
+/// log2 of the page size guest_memfd works in.
+pub(crate) const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+
+/// The page size guest_memfd works in.
+pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// `FALLOC_FL_KEEP_SIZE` from `include/uapi/linux/falloc.h`.
+pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+
+/// `FALLOC_FL_PUNCH_HOLE` from `include/uapi/linux/falloc.h`.
+pub(crate) const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+
+/// `EOPNOTSUPP`, which `kernel::error::code` does not name in 6.12.
+pub(crate) fn eopnotsupp() -> Error {
+    Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))
+}
+
+/// `EHWPOISON`, which `kernel::error::code` does not name in 6.12.
+pub(crate) fn ehwpoison() -> Error {
+    Error::from_errno(-(kernel::bindings::EHWPOISON as i32))
+}
+
+/// Whether `v` is a multiple of the page size.
+pub(crate) fn page_aligned(v: u64) -> bool {
+    v & (PAGE_SIZE - 1) == 0
+}
+
+/// Checks the arguments of `KVM_CREATE_GUEST_MEMFD`.
+///
+/// No flag is defined in 6.12; the size must be positive and page aligned,
+/// with no upper bound.
+pub(crate) fn check_create(size: i64, flags: u64) -> Result {
+    const VALID_FLAGS: u64 = 0;
+
+    if flags & !VALID_FLAGS != 0 {
+        return Err(EINVAL);
+    }
+    if size <= 0 || !page_aligned(size as u64) {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// What a valid `fallocate()` on a guest_memfd asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fallocate {
+    /// Allocate (and keep) the pages of a range.
+    Allocate,
+    /// Free the pages of a range, after zapping their mappings.
+    PunchHole,
+}
+
+/// Checks the arguments of `fallocate()`.
+///
+/// `FALLOC_FL_KEEP_SIZE` is required and only allocation or hole punching
+/// are supported (`EOPNOTSUPP` otherwise); offset and length must be page
+/// aligned (`EINVAL`).  Negative offsets and non-positive lengths never get
+/// here: `vfs_fallocate()` rejects them.
+pub(crate) fn check_fallocate(mode: i32, offset: i64, len: i64) -> Result<Fallocate> {
+    if mode & FALLOC_FL_KEEP_SIZE == 0 {
+        return Err(eopnotsupp());
+    }
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
+        return Err(eopnotsupp());
+    }
+    if !page_aligned(offset as u64) || !page_aligned(len as u64) {
+        return Err(EINVAL);
+    }
+    if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+        Ok(Fallocate::PunchHole)
+    } else {
+        Ok(Fallocate::Allocate)
+    }
+}
+
+/// The page indices `[start, end)` covered by the byte range `offset, len`.
+///
+/// Both are page aligned (see [`check_fallocate`]).
+pub(crate) fn page_span(offset: i64, len: i64) -> (usize, usize) {
+    let start = (offset as u64) >> PAGE_SHIFT;
+    let end = (offset as u64).wrapping_add(len as u64) >> PAGE_SHIFT;
+    (start as usize, end as usize)
+}
+
+/// Checks that an allocation of `offset, len` stays inside a file of `size`
+/// bytes; the file never grows.
+pub(crate) fn check_allocate(offset: i64, len: i64, size: i64) -> Result {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// The page indices `[start, end)` a memslot of `npages` pages bound at byte
+/// `offset` of a file of `size` bytes occupies.
+///
+/// The offset must be page aligned and the slot must fit in the file
+/// (`EINVAL`); an offset whose sum with the slot size overflows is rejected
+/// the same way.
+pub(crate) fn bind_span(offset: u64, npages: u64, size: i64) -> Result<(usize, usize)> {
+    let bytes = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+    if !page_aligned(offset) {
+        return Err(EINVAL);
+    }
+    match offset.checked_add(bytes) {
+        Some(end) if size >= 0 && end <= size as u64 => {}
+        _ => return Err(EINVAL),
+    }
+    let start = offset >> PAGE_SHIFT;
+    Ok((start as usize, (start + npages) as usize))
+}
+
+/// The file page index backing `gfn` in a memslot starting at `base_gfn`
+/// that is bound at page `pgoff` of its guest_memfd.
+pub(crate) fn gfn_to_index(base_gfn: u64, pgoff: u64, gfn: u64) -> usize {
+    gfn.wrapping_sub(base_gfn).wrapping_add(pgoff) as usize
+}
+
+/// The gfns `[start, end)` of a memslot (`base_gfn`, bound at `pgoff` for
+/// `npages`) whose file pages fall in `[first, end_index)`.
+///
+/// The caller found the slot bound inside that range, so the result is not
+/// empty.  `end_index` may be `usize::MAX` to mean "to the end of the file".
+pub(crate) fn slot_gfn_range(
+    base_gfn: u64,
+    pgoff: u64,
+    npages: u64,
+    first: usize,
+    end_index: usize,
+) -> (u64, u64) {
+    let first = first as u64;
+    let end_index = end_index as u64;
+    let start = base_gfn + first.max(pgoff) - pgoff;
+    let end = base_gfn + (pgoff + npages).min(end_index) - pgoff;
+    (start, end)
+}
+
+/// What `kvm_gmem_populate()` returns after `done` pages when the last step
+/// ended with `ret` (0 or a negative errno): the error if nothing was
+/// populated, else the number of pages populated.
+pub(crate) fn populate_result(ret: i64, done: i64) -> i64 {
+    if ret != 0 && done == 0 {
+        ret
+    } else {
+        done
+    }
+}
