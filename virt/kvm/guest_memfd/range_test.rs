@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the argument checks and offset arithmetic of the Rust
+//! guest_memfd (`range.rs`).
+//!
+//! They need no KVM, so they also run under UML.  Each test returns the
+//! number of failed checks, logging each failure; `range_kunit.c` registers
+//! them as the `gmem_rs_range` KUnit suite.
+
+/// The prefix of this crate's log messages.
+const __LOG_PREFIX: &[u8] = b"gmem_rs_range\0";
+
+#[allow(dead_code)]
+#[path = "range.rs"]
+mod range;
+
+use kernel::{error::code::*, prelude::*};
+use range::*;
+
+/// Counts and logs failed checks.
+struct Checker {
+    name: &'static str,
+    failed: i32,
+}
+
+impl Checker {
+    fn new(name: &'static str) -> Self {
+        Self { name, failed: 0 }
+    }
+
+    fn check(&mut self, line: u32, ok: bool) {
+        if !ok {
+            pr_err!("{}: check at range_test.rs:{} failed\n", self.name, line);
+            self.failed += 1;
+        }
+    }
+
+    fn done(self) -> i32 {
+        self.failed
+    }
+}
+
+macro_rules! check {
+    ($c:expr, $cond:expr) => {
+        $c.check(line!(), $cond)
+    };
+}
+
+fn errno<T>(r: Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+const P: i64 = PAGE_SIZE as i64;
+const EOPNOTSUPP_ERRNO: i32 = -(kernel::bindings::EOPNOTSUPP as i32);
+
+/// `KVM_CREATE_GUEST_MEMFD` argument checks.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_create() -> i32 {
+    let mut c = Checker::new("create");
+    check!(c, check_create(P, 0).is_ok());
+    check!(c, check_create(1 << 40, 0).is_ok());
+    check!(c, check_create(i64::MAX & !(P - 1), 0).is_ok());
+    check!(c, errno(check_create(P, 1)) == EINVAL.to_errno());
+    check!(c, errno(check_create(P, 1 << 63)) == EINVAL.to_errno());
+    check!(c, errno(check_create(0, 0)) == EINVAL.to_errno());
+    check!(c, errno(check_create(-P, 0)) == EINVAL.to_errno());
+    check!(c, errno(check_create(i64::MIN, 0)) == EINVAL.to_errno());
+    check!(c, errno(check_create(P + 1, 0)) == EINVAL.to_errno());
+    check!(c, errno(check_create(P - 1, 0)) == EINVAL.to_errno());
+    c.done()
+}
+
+/// `fallocate()` mode and alignment checks, and the page span.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_fallocate() -> i32 {
+    let mut c = Checker::new("fallocate");
+    let keep = FALLOC_FL_KEEP_SIZE;
+    let punch = FALLOC_FL_PUNCH_HOLE;
+    check!(c, check_fallocate(keep, 0, P) == Ok(Fallocate::Allocate));
+    check!(
+        c,
+        check_fallocate(keep | punch, P, 4 * P) == Ok(Fallocate::PunchHole)
+    );
+    // KEEP_SIZE is required.
+    check!(c, errno(check_fallocate(0, 0, P)) == EOPNOTSUPP_ERRNO);
+    check!(c, errno(check_fallocate(punch, 0, P)) == EOPNOTSUPP_ERRNO);
+    // COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE, UNSHARE_RANGE.
+    for extra in [0x08, 0x10, 0x20, 0x40] {
+        check!(
+            c,
+            errno(check_fallocate(keep | extra, 0, P)) == EOPNOTSUPP_ERRNO
+        );
+        check!(
+            c,
+            errno(check_fallocate(keep | punch | extra, 0, P)) == EOPNOTSUPP_ERRNO
+        );
+    }
+    // The mode is checked before alignment.
+    check!(c, errno(check_fallocate(0, 1, 1)) == EOPNOTSUPP_ERRNO);
+    check!(c, errno(check_fallocate(keep, 1, P)) == EINVAL.to_errno());
+    check!(
+        c,
+        errno(check_fallocate(keep, 0, P + 1)) == EINVAL.to_errno()
+    );
+    check!(
+        c,
+        errno(check_fallocate(keep | punch, P / 2, P)) == EINVAL.to_errno()
+    );
+    check!(c, page_span(0, P) == (0, 1));
+    check!(c, page_span(3 * P, 5 * P) == (3, 8));
+    check!(
+        c,
+        page_span(1 << 40, 1 << 30)
+            == ((1 << 40) / P as usize, ((1 << 40) + (1 << 30)) / P as usize)
+    );
+    c.done()
+}
+
+/// Allocation must stay inside the file.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_allocate_bounds() -> i32 {
+    let mut c = Checker::new("allocate_bounds");
+    let size = 16 * P;
+    check!(c, check_allocate(0, size, size).is_ok());
+    check!(c, check_allocate(15 * P, P, size).is_ok());
+    check!(
+        c,
+        errno(check_allocate(15 * P, 2 * P, size)) == EINVAL.to_errno()
+    );
+    check!(c, errno(check_allocate(size, P, size)) == EINVAL.to_errno());
+    check!(
+        c,
+        errno(check_allocate(i64::MAX - P + 1, P, size)) == EINVAL.to_errno()
+    );
+    check!(
+        c,
+        errno(check_allocate(i64::MAX, i64::MAX, size)) == EINVAL.to_errno()
+    );
+    c.done()
+}
+
+/// Binding offsets: alignment, end of file and overflow.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_bind_span() -> i32 {
+    let mut c = Checker::new("bind_span");
+    let size = 64 * P;
+    let pu = P as u64;
+    check!(c, bind_span(0, 64, size) == Ok((0, 64)));
+    check!(c, bind_span(16 * pu, 48, size) == Ok((16, 64)));
+    check!(c, bind_span(63 * pu, 1, size) == Ok((63, 64)));
+    check!(c, errno(bind_span(16 * pu, 49, size)) == EINVAL.to_errno());
+    check!(c, errno(bind_span(64 * pu, 1, size)) == EINVAL.to_errno());
+    check!(c, errno(bind_span(1, 1, size)) == EINVAL.to_errno());
+    check!(c, errno(bind_span(pu / 2, 1, size)) == EINVAL.to_errno());
+    // Offsets whose sum with the slot size overflows.
+    check!(
+        c,
+        errno(bind_span(u64::MAX & !(pu - 1), 1, size)) == EINVAL.to_errno()
+    );
+    check!(c, errno(bind_span(1 << 63, 1, size)) == EINVAL.to_errno());
+    check!(
+        c,
+        errno(bind_span((1 << 63) - pu, 2, i64::MAX)) == EINVAL.to_errno()
+    );
+    check!(
+        c,
+        errno(bind_span(0, u64::MAX / pu + 1, size)) == EINVAL.to_errno()
+    );
+    // The largest file: a slot ending at its last page fits.
+    let max = i64::MAX & !(P - 1);
+    check!(c, bind_span(max as u64 - pu, 1, max).is_ok());
+    c.done()
+}
+
+/// Gfn to file index, and the gfns of a slot inside a file range.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_gfn_math() -> i32 {
+    let mut c = Checker::new("gfn_math");
+    // Slot at gfn 0x100, bound at file page 16, 32 pages.
+    let (base, pgoff, npages) = (0x100u64, 16u64, 32u64);
+    check!(c, gfn_to_index(base, pgoff, base) == 16);
+    check!(c, gfn_to_index(base, pgoff, base + 31) == 47);
+    check!(c, gfn_to_index(0, 0, 0) == 0);
+    // Range covering the whole slot and more.
+    check!(
+        c,
+        slot_gfn_range(base, pgoff, npages, 0, usize::MAX) == (base, base + npages)
+    );
+    check!(
+        c,
+        slot_gfn_range(base, pgoff, npages, 16, 48) == (base, base + npages)
+    );
+    // Partial overlaps at either end and in the middle.
+    check!(
+        c,
+        slot_gfn_range(base, pgoff, npages, 20, 100) == (base + 4, base + npages)
+    );
+    check!(
+        c,
+        slot_gfn_range(base, pgoff, npages, 0, 18) == (base, base + 2)
+    );
+    check!(
+        c,
+        slot_gfn_range(base, pgoff, npages, 30, 31) == (base + 14, base + 15)
+    );
+    // A slot at the top of the gfn space.
+    let top = (1u64 << 52) - 8;
+    check!(
+        c,
+        slot_gfn_range(top, 0, 8, 0, usize::MAX) == (top, top + 8)
+    );
+    c.done()
+}
+
+/// What populate returns.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_populate_result() -> i32 {
+    let mut c = Checker::new("populate_result");
+    let einval = EINVAL.to_errno() as i64;
+    check!(c, populate_result(0, 0) == 0);
+    check!(c, populate_result(0, 8) == 8);
+    check!(c, populate_result(einval, 0) == einval);
+    check!(c, populate_result(einval, 3) == 3);
+    c.done()
+}
