@@ -6,12 +6,7 @@
  */
 #include <kunit/test.h>
 
-int gmem_rs_test_create(void);
-int gmem_rs_test_fallocate(void);
-int gmem_rs_test_allocate_bounds(void);
-int gmem_rs_test_bind_span(void);
-int gmem_rs_test_gfn_math(void);
-int gmem_rs_test_populate_result(void);
+#include "range_test.h"
 
 #define GMEM_RS_CASE(name)						\
 static void name##_case(struct kunit *test)				\
@@ -41,6 +36,7 @@ static struct kunit_suite gmem_rs_range_suite = {
 	.name = "gmem_rs_range",
 	.test_cases = gmem_rs_range_cases,
 };
+
 kunit_test_suite(gmem_rs_range_suite);
 
 MODULE_DESCRIPTION("KUnit tests of the Rust guest_memfd range logic");

@@ -148,7 +148,14 @@ void kvm_gmem_shim_cond_resched(void)
 	cond_resched();
 }
 
-EXPORT_SYMBOL_GPL(kvm_gmem_get_pfn);
+/*
+ * These entry points are Rust functions (ffi.rs), declared in kvm_gmem.h;
+ * kvm-amd uses them.  As in rust/exports.c, the export cannot follow a C
+ * definition.
+ */
+#define GMEM_EXPORT_RUST_GPL(sym) EXPORT_SYMBOL_GPL(sym)
+
+GMEM_EXPORT_RUST_GPL(kvm_gmem_get_pfn);
 #ifdef CONFIG_KVM_GENERIC_PRIVATE_MEM
-EXPORT_SYMBOL_GPL(kvm_gmem_populate);
+GMEM_EXPORT_RUST_GPL(kvm_gmem_populate);
 #endif
