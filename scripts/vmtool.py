@@ -10,6 +10,8 @@ Subcommands:
       Run the KVM selftests of tests/selftests.list in one boot.
   kunit [--impl=c|rust] [GLOB]
       Boot with KUnit enabled and report the built-in suites (GLOB filters).
+  record NAME PASSED FAILED [DETAILS...]
+      Record the outcome of a check that runs outside the VM (lint).
   verdict
       Sum build/results/*.json and print the closing "N passed, N failed".
 
@@ -383,6 +385,12 @@ def cmd_kunit_record(args) -> int:
     return record_kunit(args.name, Path(args.log).read_text(errors='replace'))
 
 
+def cmd_record(args) -> int:
+    """Record the outcome of a non-VM check (lint, build) as a result."""
+    write_result(args.name, args.passed, args.failed, 0, args.details)
+    return 0
+
+
 def cmd_verdict(args) -> int:
     passed = failed = skipped = 0
     for f in sorted(RESULTS.glob('*.json')):
@@ -433,6 +441,13 @@ def main() -> int:
     p.add_argument('name')
     p.add_argument('log')
     p.set_defaults(func=cmd_kunit_record)
+
+    p = sub.add_parser('record')
+    p.add_argument('name')
+    p.add_argument('passed', type=int)
+    p.add_argument('failed', type=int)
+    p.add_argument('details', nargs='*')
+    p.set_defaults(func=cmd_record)
 
     p = sub.add_parser('verdict')
     p.add_argument('extra_failures', nargs='*')
