@@ -266,6 +266,11 @@ pub unsafe extern "C" fn kvm_gmem_populate(
 // File, inode and address-space operations.
 
 /// `file_operations::release`: the last reference to the file is gone.
+///
+/// # Safety
+///
+/// Called by the VFS, once, with a guest_memfd file whose last reference
+/// was just dropped.
 unsafe extern "C" fn gmem_release(
     _inode: *mut bindings::inode,
     file: *mut bindings::file,
@@ -281,6 +286,10 @@ unsafe extern "C" fn gmem_release(
 }
 
 /// `file_operations::fallocate`.
+///
+/// # Safety
+///
+/// Called by the VFS with a guest_memfd file it holds a reference on.
 unsafe extern "C" fn gmem_fallocate(
     file: *mut bindings::file,
     mode: c_int,
@@ -299,7 +308,7 @@ unsafe extern "C" fn gmem_fallocate(
 }
 
 /// `address_space_operations::migrate_folio`: guest_memfd pages never move.
-unsafe extern "C" fn gmem_migrate_folio(
+extern "C" fn gmem_migrate_folio(
     _mapping: *mut bindings::address_space,
     _dst: *mut bindings::folio,
     _src: *mut bindings::folio,
@@ -311,6 +320,11 @@ unsafe extern "C" fn gmem_migrate_folio(
 /// `address_space_operations::error_remove_folio`: a memory error hit a
 /// folio.  Zap its mappings; the page stays, and a later fault on it gets
 /// `EHWPOISON`.  What to do about it is userspace's decision.
+///
+/// # Safety
+///
+/// Called by memory-failure handling with a live guest_memfd mapping and
+/// one of its folios, on which it holds a reference.
 unsafe extern "C" fn gmem_error_remove_folio(
     mapping: *mut bindings::address_space,
     folio: *mut bindings::folio,
@@ -333,6 +347,10 @@ const MF_DELAYED: c_int = bindings::mf_result_MF_DELAYED as c_int;
 
 /// `address_space_operations::free_folio`: tell the architecture the pages
 /// go back to the host.
+///
+/// # Safety
+///
+/// Called by the page cache with a folio of a guest_memfd it is freeing.
 #[cfg(CONFIG_HAVE_KVM_ARCH_GMEM_INVALIDATE)]
 unsafe extern "C" fn gmem_free_folio(folio: *mut bindings::folio) {
     // SAFETY: the page cache passes the folio it is freeing.
@@ -342,6 +360,11 @@ unsafe extern "C" fn gmem_free_folio(folio: *mut bindings::folio) {
 }
 
 /// `inode_operations::getattr`: plain stat of the inode.
+///
+/// # Safety
+///
+/// Called by the VFS with a valid path to a guest_memfd inode and a stat
+/// buffer to fill.
 unsafe extern "C" fn gmem_getattr(
     idmap: *mut bindings::mnt_idmap,
     path: *const bindings::path,
@@ -359,7 +382,7 @@ unsafe extern "C" fn gmem_getattr(
 }
 
 /// `inode_operations::setattr`: a guest_memfd's size and mode are fixed.
-unsafe extern "C" fn gmem_setattr(
+extern "C" fn gmem_setattr(
     _idmap: *mut bindings::mnt_idmap,
     _dentry: *mut bindings::dentry,
     _attr: *mut bindings::iattr,
