@@ -131,8 +131,13 @@ pub(crate) fn cond_resched() {
 // Entry points.
 
 /// Sets the owner module of guest_memfd files.
+///
+/// # Safety
+///
+/// `module` is KVM's module (or null when KVM is built in); KVM calls this
+/// once at init, before any guest_memfd exists.
 #[no_mangle]
-pub extern "C" fn kvm_gmem_init(module: *mut bindings::module) {
+pub unsafe extern "C" fn kvm_gmem_init(module: *mut bindings::module) {
     // SAFETY: KVM calls this once at init, before any guest_memfd exists,
     // so the table is not in use yet.
     unsafe { GMEM_FOPS.set_owner(module) };
