@@ -7,13 +7,14 @@
 #   make selftest T=name      run selftests matching "name" in the test VM
 #   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
 #   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
+#   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
 #   make clean / distclean    remove build/ / also the build cache
 
-IMPL ?= c
-IMPLS ?= c
+IMPL ?= rust
+IMPLS ?= c rust
 export IMPL IMPLS
 
-.PHONY: run check setup source kernel selftests selftest kunit-uml kunit-qemu clean distclean
+.PHONY: run check setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
 
 run:
 	@scripts/run
@@ -41,6 +42,9 @@ kunit-uml: source
 
 kunit-qemu: kernel
 	@python3 scripts/vmtool.py kunit --impl=$(IMPL) --verbose $(SUITE)
+
+lint: source
+	@scripts/build-kernel --impl=rust && scripts/lint --clippy
 
 clean:
 	rm -rf build

@@ -415,7 +415,7 @@ def main() -> int:
     sub = ap.add_subparsers(dest='cmd', required=True)
 
     def impl_arg(p):
-        p.add_argument('--impl', choices=('c', 'rust'), default=os.environ.get('IMPL', 'c'))
+        p.add_argument('--impl', choices=('c', 'rust'), default=os.environ.get('IMPL', 'rust'))
 
     p = sub.add_parser('run')
     impl_arg(p)
