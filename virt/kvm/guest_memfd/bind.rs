@@ -26,7 +26,7 @@ pub(crate) fn bind(kvm: Kvm, slot: Memslot, fd: u32, offset: u64) -> Result {
     let (start, end) = range::bind_span(offset, slot.npages(), gmem.size)?;
 
     let _lock = file.mapping().invalidate_lock();
-    if !gmem.bindings.is_empty() && gmem.bindings.find(start, end - 1).is_some() {
+    if gmem.bindings.find(start, end - 1).is_some() {
         return Err(EINVAL);
     }
 

@@ -48,15 +48,16 @@ pub(crate) fn find(file: &File, slot: Memslot, index: usize) -> Result<Found> {
     })
 }
 
-/// Makes a fresh folio usable by the guest: zeroes it so that no host data
-/// leaks, runs the architecture's prepare hook and marks it up to date.
-pub(crate) fn prepare(kvm: Kvm, slot: Memslot, gfn: u64, folio: &LockedFolio) -> Result {
+/// Makes a fresh folio, which holds file page `index` of `slot`, usable by
+/// the guest: zeroes it so that no host data leaks, runs the architecture's
+/// prepare hook and marks it up to date.
+pub(crate) fn prepare(kvm: Kvm, slot: Memslot, index: usize, folio: &LockedFolio) -> Result {
     folio.zero();
 
     let order = folio.order();
-    let index = range::gfn_to_index(slot.base_gfn(), slot.pgoff(), gfn) & !((1usize << order) - 1);
+    let index = index & !((1usize << order) - 1);
     let pfn = folio.file_pfn(index);
-    let first_gfn = slot.base_gfn() + index as u64 - slot.pgoff();
+    let first_gfn = range::index_to_gfn(slot.base_gfn(), slot.pgoff(), index);
     let rc = kvm.arch_prepare(first_gfn, pfn as u64, order);
     if rc != 0 {
         pr_warn!(
@@ -82,7 +83,7 @@ pub(crate) fn get_pfn(kvm: Kvm, slot: Memslot, gfn: u64) -> Result<(usize, u32)>
 
     let found = find(&file, slot, index)?;
     if !found.folio.test_uptodate() {
-        prepare(kvm, slot, gfn, &found.folio)?;
+        prepare(kvm, slot, index, &found.folio)?;
     }
     let folio = found.folio.unlock();
     // The reference goes to the caller, which drops it with

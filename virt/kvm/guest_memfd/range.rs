@@ -127,6 +127,12 @@ pub(crate) fn gfn_to_index(base_gfn: u64, pgoff: u64, gfn: u64) -> usize {
     gfn.wrapping_sub(base_gfn).wrapping_add(pgoff) as usize
 }
 
+/// The gfn that file page `index` backs in a memslot starting at `base_gfn`
+/// that is bound at page `pgoff`: the inverse of [`gfn_to_index`].
+pub(crate) fn index_to_gfn(base_gfn: u64, pgoff: u64, index: usize) -> u64 {
+    (index as u64).wrapping_sub(pgoff).wrapping_add(base_gfn)
+}
+
 /// The gfns `[start, end)` of a memslot (`base_gfn`, bound at `pgoff` for
 /// `npages`) whose file pages fall in `[first, end_index)`.
 ///

@@ -181,6 +181,12 @@ pub extern "C" fn gmem_rs_test_gfn_math() -> i32 {
     check!(c, gfn_to_index(base, pgoff, base) == 16);
     check!(c, gfn_to_index(base, pgoff, base + 31) == 47);
     check!(c, gfn_to_index(0, 0, 0) == 0);
+    check!(c, index_to_gfn(base, pgoff, 16) == base);
+    check!(c, index_to_gfn(base, pgoff, 47) == base + 31);
+    check!(
+        c,
+        index_to_gfn(base, pgoff, gfn_to_index(base, pgoff, base + 9)) == base + 9
+    );
     // Range covering the whole slot and more.
     check!(
         c,
