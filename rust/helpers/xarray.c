@@ -36,3 +36,44 @@ int rust_helper_xa_err(void *entry)
 {
 	return xa_err(entry);
 }
+
+void rust_helper_xa_lock(struct xarray *xa)
+{
+	xa_lock(xa);
+}
+
+void rust_helper_xa_unlock(struct xarray *xa)
+{
+	xa_unlock(xa);
+}
+
+bool rust_helper_xa_is_node(const void *entry)
+{
+	return xa_is_node(entry);
+}
+
+struct xa_node *rust_helper_xa_to_node(const void *entry)
+{
+	return xa_to_node(entry);
+}
+
+bool rust_helper_xa_is_zero(const void *entry)
+{
+	return xa_is_zero(entry);
+}
+
+void *rust_helper_xa_mk_internal(unsigned long v)
+{
+	return xa_mk_internal(v);
+}
+
+void rust_helper_xas_set_order(struct xa_state *xas, unsigned long index,
+			       unsigned int order)
+{
+	xas_set_order(xas, index, order);
+}
+
+int rust_helper_xas_error(const struct xa_state *xas)
+{
+	return xas_error(xas);
+}

@@ -188,7 +188,8 @@ impl BitOr for AllocFlags {
 ///
 /// - `xa` holds a `struct xarray` initialised by `xa_init_flags`, destroyed only on drop.
 /// - Every entry present in the array was returned by [`XaEntry::into_raw`] for `T`, and is
-///   neither null nor an XArray internal entry.
+///   neither null nor an XArray internal entry, except the reserved (zero) entries made by
+///   [`XArray::prepare_store`], which loads and searches skip.
 ///
 /// # Examples
 ///
@@ -241,6 +242,7 @@ impl BitOr for AllocFlags {
 /// # Ok::<(), Error>(())
 /// ```
 #[pin_data(PinnedDrop)]
+#[repr(transparent)]
 pub struct XArray<T: XaEntry> {
     #[pin]
     xa: Opaque<bindings::xarray>,
@@ -266,6 +268,18 @@ impl<T: XaEntry> XArray<T> {
             }),
             _entries: PhantomData,
         })
+    }
+
+    /// Borrows a `struct xarray` that lives in a C structure.
+    ///
+    /// # Safety
+    ///
+    /// `xa` must point to a `struct xarray` initialised by `xa_init_flags` that stays valid and is
+    /// not destroyed for `'a`, and whose entries all satisfy the type invariants for `T`.
+    pub unsafe fn from_raw<'a>(xa: *mut bindings::xarray) -> &'a Self {
+        // SAFETY: `Self` is `repr(transparent)` over `Opaque<bindings::xarray>`, which has the
+        // layout of `struct xarray`; the caller guarantees the invariants for `'a`.
+        unsafe { &*xa.cast::<Self>() }
     }
 
     fn as_raw(&self) -> *mut bindings::xarray {
@@ -615,6 +629,384 @@ impl<T: XaEntry + Copy> XArray<T> {
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = (usize, T)> + '_ {
         self.iter_range(0, usize::MAX)
+    }
+}
+
+/// What covers an index of an [`XArray`], as returned by [`XArray::lookup`].
+///
+/// A multi-index entry of order `order` covers the `1 << order` indices from `first`, which is a
+/// multiple of its size.
+#[cfg(CONFIG_XARRAY_MULTI)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot<T> {
+    /// No entry covers the index.
+    Empty,
+    /// A reserved entry made by [`XArray::prepare_store`] covers the index; loads return `None`.
+    Reserved {
+        /// The first index of the entry.
+        first: usize,
+        /// The order of the entry.
+        order: u32,
+    },
+    /// `entry` covers the index.
+    Entry {
+        /// The first index of the entry.
+        first: usize,
+        /// The order of the entry.
+        order: u32,
+        /// The entry.
+        entry: T,
+    },
+}
+
+/// `xa_lock()` held on an array, released on drop.
+#[cfg(CONFIG_XARRAY_MULTI)]
+struct XaLockGuard(*mut bindings::xarray);
+
+#[cfg(CONFIG_XARRAY_MULTI)]
+impl XaLockGuard {
+    /// Takes the lock of `xa`.
+    ///
+    /// # Safety
+    ///
+    /// `xa` must point to an initialised `struct xarray` that outlives the guard.
+    unsafe fn new(xa: *mut bindings::xarray) -> Self {
+        // SAFETY: the caller guarantees that `xa` is initialised.
+        unsafe { bindings::xa_lock(xa) };
+        Self(xa)
+    }
+}
+
+#[cfg(CONFIG_XARRAY_MULTI)]
+impl Drop for XaLockGuard {
+    fn drop(&mut self) {
+        // SAFETY: the lock was taken in `new` and `self.0` is still valid.
+        unsafe { bindings::xa_unlock(self.0) };
+    }
+}
+
+/// Returns `2^order - 1`, the offset of the last index of an entry of order `order`.
+#[cfg(CONFIG_XARRAY_MULTI)]
+fn order_mask(order: u32) -> usize {
+    (1usize << order) - 1
+}
+
+/// Multi-index entries, entry by entry.
+///
+/// These methods let a user keep a range-to-value map in the array as aligned power-of-two
+/// entries, and change it without transient states visible to lock-free readers: an index keeps
+/// its value while the entries around it are split ([`XArray::split_to`]) or merged (a store
+/// over smaller entries), and memory is allocated ahead of the stores that change values
+/// ([`XArray::prepare_store`]), so that those stores cannot fail.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xarray::{AllocFlags, Slot, XArray, XaValue};
+///
+/// let xa = KBox::pin_init(XArray::<XaValue>::new(AllocFlags::NONE), GFP_KERNEL)?;
+/// let (a, b) = (XaValue::new(1)?, XaValue::new(2)?);
+///
+/// // One entry for 2^30 indices.
+/// xa.prepare_store(1 << 30, 30, GFP_KERNEL)?;
+/// xa.store_block(1 << 30, 30, Some(a), GFP_KERNEL)?;
+/// let whole = Slot::Entry { first: 1 << 30, order: 30, entry: a };
+/// assert_eq!(xa.lookup((1 << 30) + 12345), whole);
+/// assert_eq!(xa.lookup((1 << 30) - 1), Slot::Empty);
+///
+/// // Change one index inside it: split the entry down to that index first.
+/// xa.split_to((1 << 30) + 5, 0, GFP_KERNEL)?;
+/// assert_eq!(xa.load((1 << 30) + 12345), Some(a));
+/// assert_eq!(xa.prepare_store((1 << 30) + 5, 0, GFP_KERNEL)?, None);
+/// xa.store_block((1 << 30) + 5, 0, Some(b), GFP_KERNEL)?;
+/// assert_eq!(xa.load((1 << 30) + 4), Some(a));
+/// assert_eq!(xa.load((1 << 30) + 5), Some(b));
+/// assert_eq!(xa.load((1 << 30) + 6), Some(a));
+///
+/// // Storing the whole range again merges the pieces back into one entry.
+/// xa.store_block(1 << 30, 30, Some(a), GFP_KERNEL)?;
+/// assert_eq!(xa.lookup((1 << 30) + 5), whole);
+///
+/// // A reservation reads as empty and can be released.
+/// assert_eq!(xa.prepare_store(64, 6, GFP_KERNEL)?, Some((64, 6)));
+/// assert_eq!(xa.lookup(100), Slot::Reserved { first: 64, order: 6 });
+/// assert_eq!(xa.load(100), None);
+/// assert_eq!(xa.find(0, 1000), None);
+/// xa.release_block(64, 6);
+/// assert_eq!(xa.lookup(100), Slot::Empty);
+///
+/// xa.store_block(1 << 30, 30, None, GFP_KERNEL)?;
+/// assert!(xa.is_empty());
+/// # Ok::<(), Error>(())
+/// ```
+#[cfg(CONFIG_XARRAY_MULTI)]
+impl<T: XaEntry + Copy> XArray<T> {
+    /// Returns an operation state (`XA_STATE_ORDER`) for the entry of order `order` at `index`.
+    fn state(&self, index: usize, order: u32) -> bindings::xa_state {
+        let mut xas = bindings::xa_state {
+            xa: self.as_raw(),
+            xa_index: index,
+            xa_shift: 0,
+            xa_sibs: 0,
+            xa_offset: 0,
+            xa_pad: 0,
+            xa_node: ptr::null_mut(),
+            xa_alloc: ptr::null_mut(),
+            xa_update: None,
+            xa_lru: ptr::null_mut(),
+        };
+        // SAFETY: `xas_set_order` only writes the fields of `xas`; it sets `xa_node` to
+        // `XAS_RESTART`, as `XA_STATE_ORDER` does.
+        unsafe { bindings::xas_set_order(&mut xas, index, order) };
+        xas
+    }
+
+    /// Takes the array's lock.
+    fn lock(&self) -> XaLockGuard {
+        // SAFETY: by the type invariants `self.xa` is initialised, and the guard does not outlive
+        // the borrow of `self` it is used under.
+        unsafe { XaLockGuard::new(self.as_raw()) }
+    }
+
+    /// Runs `op` under the array's lock, then, if it ran out of memory, allocates with `gfp` and
+    /// runs it again (the `xas_nomem()` loop).
+    fn locked<R>(
+        &self,
+        xas: &mut bindings::xa_state,
+        gfp: Flags,
+        mut op: impl FnMut(&mut bindings::xa_state) -> R,
+    ) -> Result<R> {
+        loop {
+            let ret = {
+                let _guard = self.lock();
+                op(xas)
+            };
+            // SAFETY: `xas` is a valid state of this array and the lock is not held. If `op` ran
+            // out of memory, `xas_nomem` allocates a node (it may sleep if `gfp` allows) and
+            // returns true to retry; otherwise it frees any spare node and returns false.
+            if !unsafe { bindings::xas_nomem(xas, gfp.as_raw()) } {
+                // SAFETY: `xas_error` only reads `xas`.
+                return to_result(unsafe { bindings::xas_error(xas) }).map(|()| ret);
+            }
+        }
+    }
+
+    /// Returns what covers `index`: nothing, a reserved entry or an entry, with its extent.
+    pub fn lookup(&self, index: usize) -> Slot<T> {
+        let mut xas = self.state(index, 0);
+        let _guard = self.lock();
+        // SAFETY: `xas` is a state of this array and its lock is held.
+        let entry = unsafe { bindings::xas_load(&mut xas) };
+        if entry.is_null() {
+            return Slot::Empty;
+        }
+        // SAFETY: `xas_load` found an entry, so `xas` is at it and the lock is held.
+        let order = unsafe { bindings::xas_get_order(&mut xas) } as u32;
+        let first = index & !order_mask(order);
+        // SAFETY: `xa_is_zero` only looks at the bits of the word.
+        if unsafe { bindings::xa_is_zero(entry) } {
+            Slot::Reserved { first, order }
+        } else {
+            // SAFETY: with the lock held, `xas_load` returns only entries, never internal nodes
+            // or siblings; by the type invariants non-zero entries come from `T::into_raw`, and
+            // `T: Copy`.
+            let entry = unsafe { T::from_raw(entry) };
+            Slot::Entry {
+                first,
+                order,
+                entry,
+            }
+        }
+    }
+
+    /// Splits the entry that covers `index`, if it is larger than order `order`, until the
+    /// entry covering `index` has order `order`. Every index keeps its value.
+    ///
+    /// Returns [`ENOMEM`] if the new nodes cannot be allocated with `gfp`; some of the levels may
+    /// then be split already, but all indices still read the same values, and storing the
+    /// original entry again merges them back without allocating.
+    ///
+    /// [`ENOMEM`]: crate::error::code::ENOMEM
+    pub fn split_to(&self, index: usize, order: u32, gfp: Flags) -> Result {
+        loop {
+            let mut xas = self.state(index, order);
+            let (entry, cur, shift) = {
+                let _guard = self.lock();
+                // SAFETY: `xas` is a state of this array and its lock is held.
+                let entry = unsafe { bindings::xas_load(&mut xas) };
+                // SAFETY: `xa_is_internal` only looks at the bits of the word.
+                if entry.is_null() || unsafe { bindings::xa_is_internal(entry) } {
+                    // Nothing, smaller entries (a node) or a reservation: nothing to split.
+                    return Ok(());
+                }
+                // SAFETY: `xas` is at the entry and the lock is held.
+                let cur = unsafe { bindings::xas_get_order(&mut xas) } as u32;
+                if cur <= order {
+                    return Ok(());
+                }
+                // SAFETY: an entry of order > 0 lives in a node, which `xas_load` left in
+                // `xa_node`; nodes are only freed after an RCU grace period and we hold the lock.
+                let shift = u32::from(unsafe { (*xas.xa_node).shift });
+                (entry, cur, shift)
+            };
+            // Split one level at a time: `xas_split_alloc` only splits an entry into entries of
+            // its own node or of the level just below.
+            let step = if order >= shift {
+                order
+            } else {
+                order.max(shift - bindings::XA_CHUNK_SHIFT)
+            };
+            let mut xas = self.state(index, step);
+            // SAFETY: `xas` is a state of this array, the lock is not held, and `entry` is the
+            // entry of order `cur` to split; the new nodes are filled with copies of it.
+            unsafe { bindings::xas_split_alloc(&mut xas, entry, cur, gfp.as_raw()) };
+            // SAFETY: `xas_error` only reads `xas`.
+            to_result(unsafe { bindings::xas_error(&xas) })?;
+            {
+                let _guard = self.lock();
+                // SAFETY: `xas` is a state of this array and its lock is held.
+                let now = unsafe { bindings::xas_load(&mut xas) };
+                // SAFETY: as above, `xas` is at `now` if it is an entry.
+                if now == entry && unsafe { bindings::xas_get_order(&mut xas) } as u32 == cur {
+                    // SAFETY: the entry of order `cur` is still there, the nodes it needs were
+                    // allocated by `xas_split_alloc` above, and the lock is held.
+                    unsafe { bindings::xas_split(&mut xas, entry, cur) };
+                }
+            }
+            // Free the nodes if the entry changed under us (then try again).
+            // SAFETY: `xas` is not in an error state, so `xas_nomem` frees the spare nodes and
+            // returns false without allocating.
+            unsafe { bindings::xas_nomem(&mut xas, 0) };
+        }
+    }
+
+    /// Makes a later store of an entry into the block of order `order` at `first`, with
+    /// [`XArray::store_block`], need no memory, without changing what any index reads.
+    ///
+    /// The block must not be covered by a larger entry (see [`XArray::split_to`]). If the block
+    /// holds no entry, it is reserved; otherwise, if the array is not tall enough for the block,
+    /// the index that makes it tall enough is reserved. Returns the reserved block (first index
+    /// and order), to be given to [`XArray::release_block`] if nothing is stored over it.
+    ///
+    /// The guarantee holds until an entry is erased, which may shrink the array.
+    ///
+    /// Returns [`EINVAL`] if the block is not aligned or is covered by a larger entry, and
+    /// [`ENOMEM`] if memory cannot be allocated with `gfp`.
+    ///
+    /// [`ENOMEM`]: crate::error::code::ENOMEM
+    pub fn prepare_store(
+        &self,
+        first: usize,
+        order: u32,
+        gfp: Flags,
+    ) -> Result<Option<(usize, u32)>> {
+        if order >= usize::BITS || first & order_mask(order) != 0 {
+            return Err(EINVAL);
+        }
+        let last = first + order_mask(order);
+        let mut xas = self.state(first, order);
+        self.locked(&mut xas, gfp, |xas| {
+            // SAFETY: `xas` is a state of this array and its lock is held (in `locked`).
+            unsafe { bindings::xas_set_order(xas, first, order) };
+            // SAFETY: as above.
+            let entry = unsafe { bindings::xas_load(xas) };
+            // SAFETY: `xa_is_internal` and `xa_is_node` only look at the bits of the word.
+            if !entry.is_null() && !unsafe { bindings::xa_is_node(entry) } {
+                // SAFETY: `xas` is at the entry and the lock is held.
+                let cur = unsafe { bindings::xas_get_order(xas) } as u32;
+                if cur > order {
+                    return Err(EINVAL);
+                }
+                if cur == order {
+                    // The block is one entry (or one reservation) already.
+                    return Ok(None);
+                }
+            }
+            let target = if self.find(first, last).is_none() {
+                (first, order)
+            } else {
+                // Entries are stored at a level of the tree where their block takes one slot or
+                // a few; one starting at 0 needs a top node above its own size.
+                let need = if first == 0 { last + 1 } else { last };
+                if need <= self.top_max() {
+                    return Ok(None);
+                }
+                // `need` is beyond the top node, so it holds no entry.
+                (need, 0)
+            };
+            // SAFETY: `xas` is a state of this array and its lock is held.
+            unsafe { bindings::xas_set_order(xas, target.0, target.1) };
+            // SAFETY: as above; `XA_ZERO_ENTRY` is `xa_mk_internal(257)`, a reservation, and the
+            // target holds no entry, so nothing is overwritten.
+            unsafe { bindings::xas_store(xas, bindings::xa_mk_internal(257)) };
+            Ok(Some(target))
+        })?
+    }
+
+    /// Returns the largest index the array can hold without growing a new top node.
+    fn top_max(&self) -> usize {
+        // SAFETY: by the type invariants `self.xa` is initialised; the caller holds the lock, so
+        // the head does not change.
+        let head = unsafe { (*self.as_raw()).xa_head };
+        // SAFETY: `xa_is_node` only looks at the bits of the word.
+        if !unsafe { bindings::xa_is_node(head) } {
+            return 0;
+        }
+        // SAFETY: `head` is a node of this array, kept alive by the lock.
+        let shift = u32::from(unsafe { (*bindings::xa_to_node(head)).shift });
+        let bits = shift + bindings::XA_CHUNK_SHIFT;
+        if bits >= usize::BITS {
+            usize::MAX
+        } else {
+            (1usize << bits) - 1
+        }
+    }
+
+    /// Stores `entry` into the block of order `order` at `first` as one multi-index entry, or
+    /// erases the block if `entry` is `None`.
+    ///
+    /// Entries inside the block are replaced. As in C, the block must not be part of a larger
+    /// entry, which would be replaced as a whole: split it first with [`XArray::split_to`]. After
+    /// [`XArray::prepare_store`] for the block, storing an entry allocates nothing; erasing never
+    /// does.
+    ///
+    /// Returns [`EINVAL`] if the block is not aligned or `entry` cannot be stored, and
+    /// [`ENOMEM`] if memory cannot be allocated with `gfp`.
+    ///
+    /// [`ENOMEM`]: crate::error::code::ENOMEM
+    pub fn store_block(&self, first: usize, order: u32, entry: Option<T>, gfp: Flags) -> Result {
+        if order >= usize::BITS || first & order_mask(order) != 0 {
+            return Err(EINVAL);
+        }
+        let ptr = match entry {
+            Some(entry) => Self::entry_to_raw(entry)?,
+            None => ptr::null_mut(),
+        };
+        let mut xas = self.state(first, order);
+        self.locked(&mut xas, gfp, |xas| {
+            // SAFETY: `xas` is a state of this array and its lock is held (in `locked`). `ptr` is
+            // null (erase) or checked by `entry_to_raw`, and `T: Copy`.
+            unsafe { bindings::xas_store(xas, ptr) };
+        })
+    }
+
+    /// Erases the reservation of order `order` at `first` made by [`XArray::prepare_store`], if
+    /// it is still there. Never allocates.
+    pub fn release_block(&self, first: usize, order: u32) {
+        if order >= usize::BITS || first & order_mask(order) != 0 {
+            return;
+        }
+        let mut xas = self.state(first, order);
+        let _guard = self.lock();
+        // SAFETY: `xas` is a state of this array and its lock is held.
+        let entry = unsafe { bindings::xas_load(&mut xas) };
+        // SAFETY: `xa_is_zero` only looks at the bits of the word; `xas` is at the entry.
+        if unsafe { bindings::xa_is_zero(entry) }
+            && unsafe { bindings::xas_get_order(&mut xas) } as u32 == order
+        {
+            // SAFETY: the lock is held; erasing allocates nothing.
+            unsafe { bindings::xas_store(&mut xas, ptr::null_mut()) };
+        }
     }
 }
 
