@@ -18,8 +18,10 @@
 struct file;
 struct kvm;
 struct kvm_create_guest_memfd;
+struct kvm_memory_attributes;
 struct kvm_memory_slot;
 struct module;
+struct xarray;
 
 #ifdef CONFIG_KVM_PRIVATE_MEM
 void kvm_gmem_init(struct module *module);
@@ -60,6 +62,17 @@ long kvm_gmem_populate(struct kvm *kvm, gfn_t gfn, void __user *src, long npages
 		       kvm_gmem_populate_cb post_populate, void *opaque);
 #endif /* CONFIG_KVM_GENERIC_PRIVATE_MEM */
 
+#if defined(CONFIG_KVM_GUEST_MEMFD_RUST) && \
+	defined(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)
+/*
+ * KVM_CAP_MEMORY_ATTRIBUTES and KVM_SET_MEMORY_ATTRIBUTES, also in Rust
+ * (attributes.rs), as is kvm_range_has_memory_attributes().
+ */
+u64 kvm_gmem_supported_mem_attributes(struct kvm *kvm);
+int kvm_gmem_set_mem_attributes(struct kvm *kvm,
+				const struct kvm_memory_attributes *attrs);
+#endif
+
 #ifdef CONFIG_KVM_GUEST_MEMFD_RUST
 /* VM lifetime and locks. */
 void kvm_gmem_shim_get_kvm(struct kvm *kvm);
@@ -93,8 +106,19 @@ int kvm_gmem_shim_arch_prepare(struct kvm *kvm, u64 gfn, u64 pfn, int order);
 void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn);
 bool kvm_gmem_shim_range_is_private(struct kvm *kvm, u64 start_gfn, u64 end_gfn);
 
-/* cond_resched() is a macro. */
+/* Memory attributes; the pre/post hooks are in kvm_main.c. */
+bool kvm_gmem_shim_has_private_mem(struct kvm *kvm);
+#ifdef CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES
+struct xarray *kvm_gmem_shim_mem_attr_array(struct kvm *kvm);
+void kvm_gmem_shim_attrs_pre_set(struct kvm *kvm, gfn_t start, gfn_t end,
+				 unsigned long attrs);
+void kvm_gmem_shim_attrs_post_set(struct kvm *kvm, gfn_t start, gfn_t end,
+				  unsigned long attrs);
+#endif
+
+/* cond_resched() is a macro, fatal_signal_pending() an inline. */
 void kvm_gmem_shim_cond_resched(void);
+bool kvm_gmem_shim_fatal_signal_pending(void);
 #endif /* CONFIG_KVM_GUEST_MEMFD_RUST */
 
 #endif /* __LINUX_KVM_GMEM_H */

@@ -21,6 +21,8 @@ use kernel::{
     types::ARef,
 };
 
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+use crate::attributes;
 use crate::{
     bind, fault,
     gmem_file::GmemFile,
@@ -265,6 +267,66 @@ pub unsafe extern "C" fn kvm_gmem_populate(
         Ok(n) => n as c_long,
         Err(e) => e.to_errno() as c_long,
     }
+}
+
+/// `KVM_CAP_MEMORY_ATTRIBUTES`: the attributes `kvm` supports, or that
+/// some VM may support when `kvm` is null (the system ioctl).
+///
+/// # Safety
+///
+/// `kvm` is null or a live VM.
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+#[no_mangle]
+pub unsafe extern "C" fn kvm_gmem_supported_mem_attributes(kvm: *mut bindings::kvm) -> u64 {
+    // SAFETY: the caller passes null or a live VM.
+    attributes::supported(NonNull::new(kvm).map(|kvm| unsafe { Kvm::from_raw(kvm) }))
+}
+
+/// `KVM_SET_MEMORY_ATTRIBUTES`: 0 or a negative errno.
+///
+/// # Safety
+///
+/// `kvm` is a live VM and `attrs` points to the copied-in ioctl argument.
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+#[no_mangle]
+pub unsafe extern "C" fn kvm_gmem_set_mem_attributes(
+    kvm: *mut bindings::kvm,
+    attrs: *const bindings::kvm_memory_attributes,
+) -> c_int {
+    let (Some(kvm), false) = (NonNull::new(kvm), attrs.is_null()) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller passes a live VM.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: the caller passes the ioctl argument.
+    let a = unsafe { &*attrs };
+    match attributes::set(kvm, a.address, a.size, a.attributes, a.flags) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
+/// are `attrs`; replaces the C function of `virt/kvm/kvm_main.c`.
+///
+/// # Safety
+///
+/// `kvm` is a live VM.
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+#[no_mangle]
+pub unsafe extern "C" fn kvm_range_has_memory_attributes(
+    kvm: *mut bindings::kvm,
+    start: u64,
+    end: u64,
+    mask: core::ffi::c_ulong,
+    attrs: core::ffi::c_ulong,
+) -> bool {
+    let Some(kvm) = NonNull::new(kvm) else {
+        return false;
+    };
+    // SAFETY: the caller passes a live VM.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    attributes::range_has(kvm, start, end, mask as u64, attrs as u64)
 }
 
 // ---------------------------------------------------------------------------

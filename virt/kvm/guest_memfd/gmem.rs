@@ -16,6 +16,10 @@
 /// The prefix of this crate's log messages, as C's guest_memfd.c prints them.
 const __LOG_PREFIX: &[u8] = b"gmem\0";
 
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+mod attr_store;
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+mod attributes;
 mod bind;
 mod fault;
 pub mod ffi;

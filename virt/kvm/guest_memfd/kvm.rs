@@ -9,6 +9,8 @@
 
 use core::ptr::{self, NonNull};
 use kernel::bindings;
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+use kernel::xarray::{XArray, XaValue};
 
 /// A reference on a VM (`kvm_get_kvm()`), dropped with `kvm_put_kvm()`.
 ///
@@ -258,6 +260,43 @@ impl Kvm {
         unsafe { bindings::kvm_gmem_shim_range_is_private(self.as_ptr(), start, end) }
     }
 
+    /// Whether the VM can have private memory (`kvm_arch_has_private_mem()`).
+    pub(crate) fn has_private_mem(self) -> bool {
+        // SAFETY: the VM is live (type invariant).
+        unsafe { bindings::kvm_gmem_shim_has_private_mem(self.as_ptr()) }
+    }
+
+    /// The VM's memory attribute store, `kvm->mem_attr_array`.
+    #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+    pub(crate) fn mem_attrs(&self) -> &XArray<XaValue> {
+        // SAFETY: the VM is live (type invariant), so its array is.
+        let xa = unsafe { bindings::kvm_gmem_shim_mem_attr_array(self.as_ptr()) };
+        // SAFETY: KVM initialised the array when it created the VM and
+        // destroys it only when the VM is freed, after the last reference
+        // is gone; only this crate stores in it, and only value entries.
+        unsafe { XArray::from_raw(xa) }
+    }
+
+    /// Runs the MMU side of a change of the attributes of `[start, end)` to
+    /// `attrs` before the store changes: for each memslot in the range,
+    /// starts an MMU invalidation and zaps the mappings
+    /// (`kvm_arch_pre_set_memory_attributes()`).  Needs `slots_lock`.
+    #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+    pub(crate) fn attrs_pre_set(self, start: u64, end: u64, attrs: u64) {
+        // SAFETY: the VM is live (type invariant); the caller holds
+        // slots_lock.
+        unsafe { bindings::kvm_gmem_shim_attrs_pre_set(self.as_ptr(), start, end, attrs as _) };
+    }
+
+    /// Runs the MMU side of a change of attributes after the store changed:
+    /// recomputes the huge page limits of the memslots in the range
+    /// (`kvm_arch_post_set_memory_attributes()`) and ends the invalidation.
+    #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+    pub(crate) fn attrs_post_set(self, start: u64, end: u64, attrs: u64) {
+        // SAFETY: as in `attrs_pre_set`, which the caller called before.
+        unsafe { bindings::kvm_gmem_shim_attrs_post_set(self.as_ptr(), start, end, attrs as _) };
+    }
+
     /// The architecture's hook that makes a fresh page usable as private
     /// memory (SEV-SNP: RMP update); a negative errno on failure.
     pub(crate) fn arch_prepare(self, gfn: u64, pfn: u64, order: u32) -> i32 {
@@ -273,4 +312,10 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
     // SAFETY: the hook only looks at the pfns, which belong to a folio
     // being freed by the caller.
     unsafe { bindings::kvm_gmem_shim_arch_invalidate(start_pfn, end_pfn) };
+}
+
+/// Whether the current task has a fatal signal pending.
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: only looks at the current task.
+    unsafe { bindings::kvm_gmem_shim_fatal_signal_pending() }
 }

@@ -162,3 +162,31 @@ pub(crate) fn populate_result(ret: i64, done: i64) -> i64 {
         done
     }
 }
+
+/// `KVM_MEMORY_ATTRIBUTE_PRIVATE` from `include/uapi/linux/kvm.h`.
+pub(crate) const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
+
+/// Checks the arguments of `KVM_SET_MEMORY_ATTRIBUTES`, given the
+/// attributes the VM supports, and returns the gfn range `[start, end)`.
+///
+/// No flag is defined; the range must be non-empty, must not wrap around
+/// and must be page aligned.  No memslot is needed.
+pub(crate) fn check_set_attributes(
+    address: u64,
+    size: u64,
+    attributes: u64,
+    flags: u64,
+    supported: u64,
+) -> Result<(u64, u64)> {
+    if flags != 0 || attributes & !supported != 0 {
+        return Err(EINVAL);
+    }
+    let end = match address.checked_add(size) {
+        Some(end) if size != 0 => end,
+        _ => return Err(EINVAL),
+    };
+    if !page_aligned(address) || !page_aligned(size) {
+        return Err(EINVAL);
+    }
+    Ok((address >> PAGE_SHIFT, end >> PAGE_SHIFT))
+}

@@ -143,6 +143,23 @@ bool kvm_gmem_shim_range_is_private(struct kvm *kvm, u64 start_gfn, u64 end_gfn)
 #endif
 }
 
+bool kvm_gmem_shim_has_private_mem(struct kvm *kvm)
+{
+	return kvm_arch_has_private_mem(kvm);
+}
+
+#ifdef CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES
+struct xarray *kvm_gmem_shim_mem_attr_array(struct kvm *kvm)
+{
+	return &kvm->mem_attr_array;
+}
+#endif
+
+bool kvm_gmem_shim_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
 void kvm_gmem_shim_cond_resched(void)
 {
 	cond_resched();

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `KVM_SET_MEMORY_ATTRIBUTES` and the MMU's attribute queries.
+//!
+//! The attributes live in the VM's `mem_attr_array` in the canonical form of
+//! [`AttrStore`]; the fault path reads them with the C inline
+//! `kvm_get_memory_attributes()` (an `xa_load()`), and x86's huge page logic
+//! asks [`range_has`] about 2M/1G blocks.  A change runs the MMU hooks of
+//! every memslot in the range around the store update, under `slots_lock`,
+//! as 6.12 does.
+
+use crate::{
+    attr_store::{AttrStore, Update},
+    ffi::cond_resched,
+    kvm::{fatal_signal_pending, Kvm},
+    range,
+};
+use kernel::{error::code::EINTR, prelude::*};
+
+/// The attributes a VM supports (`KVM_CAP_MEMORY_ATTRIBUTES`); without a
+/// VM, the ones some VM may support.
+pub(crate) fn supported(kvm: Option<Kvm>) -> u64 {
+    match kvm {
+        Some(kvm) if !kvm.has_private_mem() => 0,
+        _ => range::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    }
+}
+
+/// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
+/// (restricted to the supported ones) are `attrs`.  For `attrs == 0` this
+/// asks whether no gfn has any attribute, as 6.12 does.
+pub(crate) fn range_has(kvm: Kvm, start: u64, end: u64, mask: u64, attrs: u64) -> bool {
+    let mask = mask & supported(Some(kvm));
+    if attrs & !mask != 0 {
+        return false;
+    }
+    AttrStore::new(kvm.mem_attrs()).range_has(
+        start as usize,
+        end as usize,
+        mask as usize,
+        attrs as usize,
+    )
+}
+
+/// The KVM side of a change: fatal signals, and the MMU hooks.
+struct KvmUpdate {
+    kvm: Kvm,
+    start: u64,
+    end: u64,
+    attrs: u64,
+}
+
+impl Update for KvmUpdate {
+    fn checkpoint(&mut self) -> Result {
+        cond_resched();
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        Ok(())
+    }
+
+    fn before_store(&mut self) {
+        self.kvm.attrs_pre_set(self.start, self.end, self.attrs);
+    }
+
+    fn after_store(&mut self) {
+        self.kvm.attrs_post_set(self.start, self.end, self.attrs);
+    }
+}
+
+/// `KVM_SET_MEMORY_ATTRIBUTES`.
+///
+/// Returns `EINVAL` for bad arguments, `ENOMEM` if the store cannot grow,
+/// and `EINTR` if a fatal signal arrives while the change is prepared; in
+/// these cases no attribute changed.
+pub(crate) fn set(kvm: Kvm, address: u64, size: u64, attributes: u64, flags: u64) -> Result {
+    let (start, end) =
+        range::check_set_attributes(address, size, attributes, flags, supported(Some(kvm)))?;
+    let kvm_ref = kvm.get();
+    let _slots = kvm_ref.slots_lock();
+    if range_has(kvm, start, end, !0, attributes) {
+        return Ok(());
+    }
+    let mut update = KvmUpdate {
+        kvm,
+        start,
+        end,
+        attrs: attributes,
+    };
+    AttrStore::new(kvm.mem_attrs()).set(
+        start as usize,
+        end as usize,
+        attributes as usize,
+        GFP_KERNEL_ACCOUNT,
+        &mut update,
+    )
+}
