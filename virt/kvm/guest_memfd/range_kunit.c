@@ -21,6 +21,7 @@ GMEM_RS_CASE(allocate_bounds)
 GMEM_RS_CASE(bind_span)
 GMEM_RS_CASE(gfn_math)
 GMEM_RS_CASE(populate_result)
+GMEM_RS_CASE(set_attributes)
 
 static struct kunit_case gmem_rs_range_cases[] = {
 	KUNIT_CASE(create_case),
@@ -29,6 +30,7 @@ static struct kunit_case gmem_rs_range_cases[] = {
 	KUNIT_CASE(bind_span_case),
 	KUNIT_CASE(gfn_math_case),
 	KUNIT_CASE(populate_result_case),
+	KUNIT_CASE(set_attributes_case),
 	{}
 };
 

@@ -12,5 +12,6 @@ int gmem_rs_test_allocate_bounds(void);
 int gmem_rs_test_bind_span(void);
 int gmem_rs_test_gfn_math(void);
 int gmem_rs_test_populate_result(void);
+int gmem_rs_test_set_attributes(void);
 
 #endif /* __KVM_GMEM_RANGE_TEST_H */

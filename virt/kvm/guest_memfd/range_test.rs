@@ -229,3 +229,55 @@ pub extern "C" fn gmem_rs_test_populate_result() -> i32 {
     check!(c, populate_result(einval, 3) == 3);
     c.done()
 }
+
+/// `KVM_SET_MEMORY_ATTRIBUTES` argument checks.
+#[no_mangle]
+pub extern "C" fn gmem_rs_test_set_attributes() -> i32 {
+    let mut c = Checker::new("set_attributes");
+    let pv = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    let p = P as u64;
+    let einval = EINVAL.to_errno();
+    // Valid: any page-aligned, non-empty range, no memslot needed.
+    check!(c, check_set_attributes(0, p, pv, 0, pv) == Ok((0, 1)));
+    check!(c, check_set_attributes(p, 4 * p, 0, 0, pv) == Ok((1, 5)));
+    check!(
+        c,
+        check_set_attributes(0, 1 << 40, pv, 0, pv) == Ok((0, 1 << 28))
+    );
+    // Up to the last page of the address space; wrapping to 0 is rejected.
+    let last = u64::MAX - p + 1;
+    check!(
+        c,
+        check_set_attributes(last - p, p, pv, 0, pv) == Ok(((last >> 12) - 1, last >> 12))
+    );
+    check!(c, errno(check_set_attributes(last, p, pv, 0, pv)) == einval);
+    check!(
+        c,
+        errno(check_set_attributes(p, u64::MAX - p + 1, pv, 0, pv)) == einval
+    );
+    // Flags, unsupported bits, empty and unaligned ranges.
+    check!(c, errno(check_set_attributes(0, p, pv, 1, pv)) == einval);
+    check!(
+        c,
+        errno(check_set_attributes(0, p, pv, 1 << 63, pv)) == einval
+    );
+    check!(c, errno(check_set_attributes(0, p, 1, 0, pv)) == einval);
+    check!(
+        c,
+        errno(check_set_attributes(0, p, pv | 1, 0, pv)) == einval
+    );
+    check!(c, errno(check_set_attributes(0, 0, pv, 0, pv)) == einval);
+    check!(c, errno(check_set_attributes(1, p, pv, 0, pv)) == einval);
+    check!(
+        c,
+        errno(check_set_attributes(0, p + 1, pv, 0, pv)) == einval
+    );
+    check!(
+        c,
+        errno(check_set_attributes(p / 2, p / 2, pv, 0, pv)) == einval
+    );
+    // A VM without private memory supports no attribute: only 0 passes.
+    check!(c, errno(check_set_attributes(0, p, pv, 0, 0)) == einval);
+    check!(c, check_set_attributes(0, p, 0, 0, 0) == Ok((0, 1)));
+    c.done()
+}
