@@ -442,6 +442,18 @@ pub extern "C" fn gmem_rs_test_attr_edges() -> i32 {
     set(&mut c, top, usize::MAX, 0);
     check!(c, xa.is_empty());
 
+    // Merging into a block that starts at 0 and spans the whole tree needs a
+    // taller tree: the index that grows it is reserved, then released.
+    set(&mut c, 0, 1, PV);
+    set(&mut c, 1, 2, PV);
+    check!(c, count(&xa) == 1 && xa.lookup(2) == Slot::Empty);
+    set(&mut c, 2, 64, PV);
+    check!(c, count(&xa) == 1 && xa.lookup(64) == Slot::Empty);
+    set(&mut c, 64, 4096, PV);
+    check!(c, count(&xa) == 1 && xa.lookup(4096) == Slot::Empty);
+    set(&mut c, 0, 4096, 0);
+    check!(c, xa.is_empty());
+
     // Unaligned ranges, neighbours with other values, merges on both sides.
     set(&mut c, 3, 1000, PV);
     check!(c, count(&xa) == block_count(3, 1000));
