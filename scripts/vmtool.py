@@ -265,17 +265,23 @@ def cmd_run(args) -> int:
 KTAP_RE = re.compile(r'^(ok|not ok) (\d+) (.*?)(?: # (SKIP|TIMEOUT|exit=\d+).*)?$')
 
 
-def read_selftest_list() -> List[List[str]]:
+def read_selftest_list(impl: str) -> List[List[str]]:
+    """The entries of tests/selftests.list for one implementation: a line
+    that starts with "@c" or "@rust" is only for that kernel."""
     entries = []
     for line in (REPO / 'tests' / 'selftests.list').read_text().splitlines():
         fields = line.split('#', 1)[0].split()
+        if fields and fields[0].startswith('@'):
+            if fields[0][1:] != impl:
+                continue
+            fields = fields[1:]
         if fields:
             entries.append(fields)
     return entries
 
 
 def cmd_selftests(args) -> int:
-    entries = [e for e in read_selftest_list() if args.filter in ' '.join([e[0]] + e[2:])]
+    entries = [e for e in read_selftest_list(args.impl) if args.filter in ' '.join([e[0]] + e[2:])]
     if not entries:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
     files = {'run-kselftests': GUEST / 'run-kselftests'}
