@@ -1000,10 +1000,10 @@ impl<T: XaEntry + Copy> XArray<T> {
         let _guard = self.lock();
         // SAFETY: `xas` is a state of this array and its lock is held.
         let entry = unsafe { bindings::xas_load(&mut xas) };
-        // SAFETY: `xa_is_zero` only looks at the bits of the word; `xas` is at the entry.
-        if unsafe { bindings::xa_is_zero(entry) }
-            && unsafe { bindings::xas_get_order(&mut xas) } as u32 == order
-        {
+        // SAFETY: `xa_is_zero` only looks at the bits of the word.
+        let reserved = unsafe { bindings::xa_is_zero(entry) };
+        // SAFETY: `xas` is at the reservation, if any, and the lock is held.
+        if reserved && unsafe { bindings::xas_get_order(&mut xas) } as u32 == order {
             // SAFETY: the lock is held; erasing allocates nothing.
             unsafe { bindings::xas_store(&mut xas, ptr::null_mut()) };
         }

@@ -307,7 +307,9 @@ pub unsafe extern "C" fn kvm_gmem_set_mem_attributes(
 }
 
 /// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
-/// are `attrs`; replaces the C function of `virt/kvm/kvm_main.c`.
+/// are `attrs`; replaces the C function of `virt/kvm/kvm_main.c`.  `mask`
+/// and `attrs` are `unsigned long`, which memory attributes (64-bit only)
+/// make `u64`.
 ///
 /// # Safety
 ///
@@ -318,15 +320,15 @@ pub unsafe extern "C" fn kvm_range_has_memory_attributes(
     kvm: *mut bindings::kvm,
     start: u64,
     end: u64,
-    mask: core::ffi::c_ulong,
-    attrs: core::ffi::c_ulong,
+    mask: u64,
+    attrs: u64,
 ) -> bool {
     let Some(kvm) = NonNull::new(kvm) else {
         return false;
     };
     // SAFETY: the caller passes a live VM.
     let kvm = unsafe { Kvm::from_raw(kvm) };
-    attributes::range_has(kvm, start, end, mask as u64, attrs as u64)
+    attributes::range_has(kvm, start, end, mask, attrs)
 }
 
 // ---------------------------------------------------------------------------
