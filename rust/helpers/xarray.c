@@ -77,3 +77,24 @@ int rust_helper_xas_error(const struct xa_state *xas)
 {
 	return xas_error(xas);
 }
+
+bool rust_helper_xa_is_retry(const void *entry)
+{
+	return xa_is_retry(entry);
+}
+
+/* For lock-free XArray lookups. */
+void rust_helper_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void rust_helper_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+bool rust_helper_xas_invalid(const struct xa_state *xas)
+{
+	return xas_invalid(xas);
+}

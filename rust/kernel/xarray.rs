@@ -685,6 +685,67 @@ impl Drop for XaLockGuard {
     }
 }
 
+/// Lock-free lookups in an [`XArray`] under one RCU read-side critical section, from
+/// [`XArray::reader`].
+///
+/// # Invariants
+///
+/// The RCU read lock is held from creation to drop, in the context of the creator.
+#[cfg(CONFIG_XARRAY_MULTI)]
+pub struct XaReader<'a, T: XaEntry + Copy> {
+    xa: &'a XArray<T>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+#[cfg(CONFIG_XARRAY_MULTI)]
+impl<T: XaEntry + Copy> XaReader<'_, T> {
+    /// Returns what covers `index`: nothing, a reserved entry or an entry, with its extent.
+    ///
+    /// If the array changes meanwhile, the result is what covered `index` at some point during
+    /// the call.
+    pub fn lookup(&self, index: usize) -> Slot<T> {
+        loop {
+            let mut xas = self.xa.state(index, 0);
+            // SAFETY: `xas` is a state of the array and the RCU read lock is held (type
+            // invariant).
+            let entry = unsafe { bindings::xas_load(&mut xas) };
+            if entry.is_null() {
+                return Slot::Empty;
+            }
+            // SAFETY: `xa_is_retry` only looks at the bits of the word.
+            if unsafe { bindings::xa_is_retry(entry) } {
+                // A node is being split or freed under us: walk again.
+                continue;
+            }
+            // SAFETY: `xas_load` found an entry, so `xas` is at it; the node is kept alive by
+            // the RCU read lock.
+            let order = unsafe { bindings::xas_get_order(&mut xas) } as u32;
+            let first = index & !order_mask(order);
+            // SAFETY: `xa_is_zero` only looks at the bits of the word.
+            if unsafe { bindings::xa_is_zero(entry) } {
+                return Slot::Reserved { first, order };
+            }
+            // SAFETY: `xas_load` returns entries, never siblings or nodes, and retry entries were
+            // handled above; by the type invariants of `XArray` non-zero entries come from
+            // `T::into_raw`, and `T: Copy`.
+            let entry = unsafe { T::from_raw(entry) };
+            return Slot::Entry {
+                first,
+                order,
+                entry,
+            };
+        }
+    }
+}
+
+#[cfg(CONFIG_XARRAY_MULTI)]
+impl<T: XaEntry + Copy> Drop for XaReader<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the RCU read lock is held, taken by this context.
+        unsafe { bindings::rcu_read_unlock() };
+    }
+}
+
 /// Returns `2^order - 1`, the offset of the last index of an entry of order `order`.
 #[cfg(CONFIG_XARRAY_MULTI)]
 fn order_mask(order: u32) -> usize {
@@ -792,30 +853,23 @@ impl<T: XaEntry + Copy> XArray<T> {
     }
 
     /// Returns what covers `index`: nothing, a reserved entry or an entry, with its extent.
+    ///
+    /// This is a lock-free (RCU) lookup: if the array changes meanwhile, the result is what
+    /// covered `index` at some point during the call. To look up several indices, use one
+    /// [`XArray::reader`].
     pub fn lookup(&self, index: usize) -> Slot<T> {
-        let mut xas = self.state(index, 0);
-        let _guard = self.lock();
-        // SAFETY: `xas` is a state of this array and its lock is held.
-        let entry = unsafe { bindings::xas_load(&mut xas) };
-        if entry.is_null() {
-            return Slot::Empty;
-        }
-        // SAFETY: `xas_load` found an entry, so `xas` is at it and the lock is held.
-        let order = unsafe { bindings::xas_get_order(&mut xas) } as u32;
-        let first = index & !order_mask(order);
-        // SAFETY: `xa_is_zero` only looks at the bits of the word.
-        if unsafe { bindings::xa_is_zero(entry) } {
-            Slot::Reserved { first, order }
-        } else {
-            // SAFETY: with the lock held, `xas_load` returns only entries, never internal nodes
-            // or siblings; by the type invariants non-zero entries come from `T::into_raw`, and
-            // `T: Copy`.
-            let entry = unsafe { T::from_raw(entry) };
-            Slot::Entry {
-                first,
-                order,
-                entry,
-            }
+        self.reader().lookup(index)
+    }
+
+    /// Returns a reader that looks entries up under one RCU read-side critical section, which
+    /// lasts until it is dropped; it must not sleep meanwhile.
+    pub fn reader(&self) -> XaReader<'_, T> {
+        // SAFETY: taking the RCU read lock has no precondition; `XaReader` releases it on drop,
+        // and is not `Send`, so in the same context.
+        unsafe { bindings::rcu_read_lock() };
+        XaReader {
+            xa: self,
+            _not_send: PhantomData,
         }
     }
 
@@ -922,7 +976,19 @@ impl<T: XaEntry + Copy> XArray<T> {
                     return Ok(None);
                 }
             }
-            let target = if self.find(first, last).is_none() {
+            // The tree does not reach the block, or the block is one empty slot: it holds
+            // nothing.
+            // SAFETY: `xas_invalid` only reads `xas`.
+            let beyond = unsafe { bindings::xas_invalid(xas) };
+            let node = xas.xa_node;
+            let one_slot = !beyond
+                && !node.is_null()
+                && xas.xa_sibs == 0
+                // SAFETY: `node` is a node of this array (not null, not an internal state),
+                // kept alive by the lock.
+                && unsafe { (*node).shift } == xas.xa_shift;
+            let empty_slot = entry.is_null() && (beyond || one_slot);
+            let target = if empty_slot || self.find(first, last).is_none() {
                 (first, order)
             } else {
                 // Entries are stored at a level of the tree where their block takes one slot or

@@ -5,7 +5,7 @@
 //! The store maps every index (gfn) to a value, 0 meaning "no attributes".
 //! It is kept in *canonical* form: each maximal run of indices with the same
 //! non-zero value is stored as the fewest aligned power-of-two entries that
-//! cover it (taken greedily from the left, see [`for_each_block`]), and
+//! cover it (taken greedily from the left, see [`Blocks`]), and
 //! indices with value 0 hold no entry.  Memory is thus proportional to the
 //! number of runs, not pages, and a change costs O(entries it touches).
 //! Lookups are plain `xa_load()`s, which is what the C inline
@@ -32,26 +32,14 @@ use kernel::{
     alloc::Flags,
     error::code::EINVAL,
     prelude::*,
-    xarray::{Slot, XArray, XaValue},
+    xarray::{Slot, XArray, XaReader, XaValue},
 };
 
-/// Calls `f(first, order)` for each block of the canonical form of
-/// `[start, end)`: the largest aligned power-of-two block that starts at the
-/// current index and fits, from left to right.
-pub(crate) fn for_each_block(mut start: usize, end: usize, mut f: impl FnMut(usize, u32)) {
-    while start < end {
-        let align = start.trailing_zeros().min(usize::BITS - 1);
-        let order = align.min((end - start).ilog2());
-        f(start, order);
-        start += 1usize << order;
-    }
-}
-
-/// Returns the number of blocks of the canonical form of `[start, end)`.
-pub(crate) fn block_count(start: usize, end: usize) -> usize {
-    let mut n = 0;
-    for_each_block(start, end, |_, _| n += 1);
-    n
+/// Returns the order of the largest aligned block that starts at `first` and
+/// ends at or before `end`.
+fn block_order(first: usize, end: usize) -> u32 {
+    let align = first.trailing_zeros().min(usize::BITS - 1);
+    align.min((end - first).ilog2())
 }
 
 /// The caller's part in a change of the store.
@@ -78,25 +66,76 @@ struct Block {
     value: usize,
 }
 
-/// What the preparation did, to undo it.
-#[derive(Clone, Copy)]
-enum Undo {
-    /// An entry that was split; storing it again merges the pieces.
-    Split {
-        first: usize,
-        order: u32,
-        value: XaValue,
-    },
-    /// A reservation to release.
-    Reserved { first: usize, order: u32 },
-}
-
 /// A run of equal values: `[start, end)` holds `value`.
 #[derive(Clone, Copy)]
 struct Run {
     start: usize,
     end: usize,
     value: usize,
+}
+
+/// The blocks of the canonical form of contiguous runs, from left to right.
+struct Blocks<'r> {
+    runs: &'r [Run],
+    run: usize,
+    next: usize,
+}
+
+impl<'r> Blocks<'r> {
+    fn new(runs: &'r [Run]) -> Self {
+        Self {
+            runs,
+            run: 0,
+            next: runs.first().map_or(0, |r| r.start),
+        }
+    }
+}
+
+impl Iterator for Blocks<'_> {
+    type Item = Block;
+
+    fn next(&mut self) -> Option<Block> {
+        loop {
+            let run = self.runs.get(self.run)?;
+            if self.next >= run.end {
+                self.run += 1;
+                self.next = self.runs.get(self.run).map_or(0, |r| r.start);
+                continue;
+            }
+            let order = block_order(self.next, run.end);
+            let block = Block {
+                first: self.next,
+                order,
+                value: run.value,
+            };
+            self.next += 1usize << order;
+            return Some(block);
+        }
+    }
+}
+
+/// An old entry that a change splits: it straddles one end of the range.
+#[derive(Clone, Copy, PartialEq)]
+struct Straddler {
+    first: usize,
+    order: u32,
+    value: XaValue,
+}
+
+impl Straddler {
+    /// Whether the entry overlaps `block` and is larger than it.
+    fn covers(&self, block: &Block) -> bool {
+        let last = self.first + ((1usize << self.order) - 1);
+        self.order > block.order && self.first <= block.first && block.first <= last
+    }
+}
+
+/// What a change does: the runs of the span it rewrites, and the old entries
+/// it splits.
+struct Plan {
+    runs: [Run; 3],
+    n: usize,
+    split: [Option<Straddler>; 2],
 }
 
 /// The attribute store of a VM: a view of its `mem_attr_array`.
@@ -131,9 +170,10 @@ impl<'a> AttrStore<'a> {
         if attrs == 0 {
             return self.xa.find(start, end - 1).is_none();
         }
+        let r = self.xa.reader();
         let mut index = start;
         while index < end {
-            match self.xa.lookup(index) {
+            match r.lookup(index) {
                 Slot::Entry {
                     first,
                     order,
@@ -150,9 +190,9 @@ impl<'a> AttrStore<'a> {
 
     /// Returns the start of the run of `value` that contains the entry at
     /// `first`, walking left entry by entry.
-    fn run_start(&self, mut first: usize, value: usize) -> usize {
+    fn run_start(r: &XaReader<'_, XaValue>, mut first: usize, value: usize) -> usize {
         while first > 0 {
-            match self.xa.lookup(first - 1) {
+            match r.lookup(first - 1) {
                 Slot::Entry {
                     first: prev, entry, ..
                 } if entry.get() == value => first = prev,
@@ -164,9 +204,9 @@ impl<'a> AttrStore<'a> {
 
     /// Returns the end of the run of `value` that contains the entry ending
     /// at `end`, walking right entry by entry.
-    fn run_end(&self, mut end: usize, value: usize) -> usize {
+    fn run_end(r: &XaReader<'_, XaValue>, mut end: usize, value: usize) -> usize {
         loop {
-            match self.xa.lookup(end) {
+            match r.lookup(end) {
                 Slot::Entry {
                     first,
                     order,
@@ -180,35 +220,67 @@ impl<'a> AttrStore<'a> {
         }
     }
 
-    /// The runs around `[start, end)` after setting it to `value`: the old
-    /// runs that contain `start - 1` and `end`, which keep their values, and
-    /// the new one, merged where the values are equal.  Outside their span
-    /// nothing changes, and inside it the old entries do not cross its ends.
-    fn new_runs(&self, start: usize, end: usize, value: usize) -> ([Run; 3], usize) {
-        let left = match start.checked_sub(1).map(|i| self.xa.lookup(i)) {
-            Some(Slot::Entry { first, entry, .. }) => Run {
-                start: self.run_start(first, entry.get()),
-                end: start,
-                value: entry.get(),
-            },
+    /// Plans setting `[start, end)` to `value`: returns the runs of the span
+    /// it changes and the old entries it splits.
+    ///
+    /// The runs are the old ones that contain `start - 1` and `end`, which
+    /// keep their values, and the new one, merged where the values are
+    /// equal; outside their span nothing changes, and no old entry crosses
+    /// its ends.  Every old entry inside the span lies inside a block of the
+    /// new canonical form (which holds all maximal aligned blocks of each
+    /// run), except those straddling `start` or `end`: only these are split.
+    fn plan(&self, start: usize, end: usize, value: usize) -> Plan {
+        let r = self.xa.reader();
+        let before = start.checked_sub(1).map(|i| r.lookup(i));
+        let after = r.lookup(end);
+        let mut low = None;
+        let left = match before {
+            Some(Slot::Entry {
+                first,
+                order,
+                entry,
+            }) => {
+                if first + ((1usize << order) - 1) >= start {
+                    low = Some(Straddler {
+                        first,
+                        order,
+                        value: entry,
+                    });
+                }
+                Run {
+                    start: Self::run_start(&r, first, entry.get()),
+                    end: start,
+                    value: entry.get(),
+                }
+            }
             _ => Run {
                 start,
                 end: start,
                 value: 0,
             },
         };
-        let right = match self.xa.lookup(end) {
+        let mut high = None;
+        let right = match after {
             Slot::Entry {
                 first,
                 order,
                 entry,
-            } => Run {
-                start: end,
-                end: first
-                    .checked_add(1usize << order)
-                    .map_or(usize::MAX, |e| self.run_end(e, entry.get())),
-                value: entry.get(),
-            },
+            } => {
+                if first < end {
+                    high = Some(Straddler {
+                        first,
+                        order,
+                        value: entry,
+                    });
+                }
+                Run {
+                    start: end,
+                    end: first
+                        .checked_add(1usize << order)
+                        .map_or(usize::MAX, |e| Self::run_end(&r, e, entry.get())),
+                    value: entry.get(),
+                }
+            }
             _ => Run {
                 start: end,
                 end,
@@ -220,20 +292,23 @@ impl<'a> AttrStore<'a> {
             end: 0,
             value: 0,
         };
-        let mut runs = [empty; 3];
-        let mut n = 0;
+        let mut plan = Plan {
+            runs: [empty; 3],
+            n: 0,
+            split: [low, high.filter(|h| Some(*h) != low)],
+        };
         for run in [left, Run { start, end, value }, right] {
             if run.start == run.end {
                 continue;
             }
-            if n > 0 && runs[n - 1].value == run.value {
-                runs[n - 1].end = run.end;
+            if plan.n > 0 && plan.runs[plan.n - 1].value == run.value {
+                plan.runs[plan.n - 1].end = run.end;
             } else {
-                runs[n] = run;
-                n += 1;
+                plan.runs[plan.n] = run;
+                plan.n += 1;
             }
         }
-        (runs, n)
+        plan
     }
 
     /// Sets the value of every index of `[start, end)` to `value` (0 clears
@@ -254,35 +329,20 @@ impl<'a> AttrStore<'a> {
             return Err(EINVAL);
         }
         XaValue::new(value)?;
-        let (runs, n) = self.new_runs(start, end, value);
-        let runs = &runs[..n];
-        let count = runs.iter().map(|r| block_count(r.start, r.end)).sum();
-        let mut blocks = KVec::with_capacity(count, GFP_KERNEL)?;
-        for run in runs {
-            for_each_block(run.start, run.end, |first, order| {
-                // Within the capacity reserved above: never allocates.
-                let _ = blocks.push(
-                    Block {
-                        first,
-                        order,
-                        value: run.value,
-                    },
-                    GFP_NOWAIT,
-                );
-            });
-        }
-        // At most one split and one reservation per block.
-        let mut undo = KVec::with_capacity(2 * count, GFP_KERNEL)?;
-        for block in blocks.iter() {
-            if let Err(e) = self.prepare(block, gfp, update, &mut undo) {
-                self.undo(&undo);
+        let plan = self.plan(start, end, value);
+        let (runs, split) = (&plan.runs[..plan.n], plan.split);
+
+        for (prepared, block) in Blocks::new(runs).enumerate() {
+            if let Err(e) = self.prepare(&block, &split, gfp, update) {
+                // The failed step may have done part of its work.
+                self.undo(runs, prepared + 1, &split);
                 return Err(e);
             }
         }
         update.before_store();
         // Stores first: an erase may shrink the tree and undo a preparation.
         for erase in [false, true] {
-            for block in blocks.iter().filter(|b| (b.value == 0) == erase) {
+            for block in Blocks::new(runs).filter(|b| (b.value == 0) == erase) {
                 let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
                 if let Err(e) = self.xa.store_block(block.first, block.order, entry, gfp) {
                     // Cannot happen: the block was prepared.
@@ -294,82 +354,55 @@ impl<'a> AttrStore<'a> {
                 }
             }
         }
-        // Reservations that were not stored over (the ones that only grew
-        // the tree) are released now.
-        for u in undo.iter().rev() {
-            if let Undo::Reserved { first, order } = *u {
-                self.xa.release_block(first, order);
-            }
+        // All reserved blocks were stored over; the index reserved to grow
+        // the tree for a block at 0, if any, is released.
+        if let Some(b) = Blocks::new(runs).find(|b| b.first == 0 && b.value != 0) {
+            self.xa.release_block(1usize << b.order, 0);
         }
         update.after_store();
         Ok(())
     }
 
-    /// Makes `block` storable without allocating, recording what it did in
-    /// `undo`.
+    /// Makes `block` storable without allocating and without affecting the
+    /// indices outside it.
     fn prepare(
         &self,
         block: &Block,
+        split: &[Option<Straddler>],
         gfp: Flags,
         update: &mut impl Update,
-        undo: &mut KVec<Undo>,
     ) -> Result {
         update.checkpoint()?;
-        if let Slot::Entry {
-            first,
-            order,
-            entry,
-        } = self.xa.lookup(block.first)
-        {
-            if order > block.order {
-                // Record the entry before splitting it: a failure halfway
-                // leaves it partly split.  Record only the largest one.
-                let inside = undo.iter().any(|u| match *u {
-                    Undo::Split {
-                        first: f, order: o, ..
-                    } => first >= f && first - f < (1usize << o),
-                    Undo::Reserved { .. } => false,
-                });
-                if !inside {
-                    undo.push(
-                        Undo::Split {
-                            first,
-                            order,
-                            value: entry,
-                        },
-                        GFP_KERNEL,
-                    )?;
-                }
-                self.xa.split_to(block.first, block.order, gfp)?;
-            }
+        if split.iter().flatten().any(|s| s.covers(block)) {
+            self.xa.split_to(block.first, block.order, gfp)?;
         }
         if block.value != 0 {
-            if let Some((first, order)) = self.xa.prepare_store(block.first, block.order, gfp)? {
-                undo.push(Undo::Reserved { first, order }, GFP_KERNEL)?;
-            }
+            self.xa.prepare_store(block.first, block.order, gfp)?;
         }
         Ok(())
     }
 
-    /// Undoes a preparation: merges split entries back, then releases the
-    /// reservations.  Allocates nothing.
-    fn undo(&self, undo: &[Undo]) {
-        for u in undo {
-            if let Undo::Split {
-                first,
-                order,
-                value,
-            } = *u
+    /// Undoes the preparation of the first `count` blocks of `runs`: merges
+    /// the split entries back, then releases the reservations.  Allocates
+    /// nothing.
+    fn undo(&self, runs: &[Run], count: usize, split: &[Option<Straddler>]) {
+        for s in split.iter().flatten() {
+            // The entry's node is still there, so this does not allocate.
+            if let Err(e) = self
+                .xa
+                .store_block(s.first, s.order, Some(s.value), GFP_NOWAIT)
             {
-                // The entry's node is still there, so this does not allocate.
-                if let Err(e) = self.xa.store_block(first, order, Some(value), GFP_NOWAIT) {
-                    pr_err!("attributes: undo of {first:#x}+2^{order} failed ({e:?})\n");
-                }
+                pr_err!(
+                    "attributes: undo of {:#x}+2^{} failed ({e:?})\n",
+                    s.first,
+                    s.order
+                );
             }
         }
-        for u in undo.iter().rev() {
-            if let Undo::Reserved { first, order } = *u {
-                self.xa.release_block(first, order);
+        for block in Blocks::new(runs).take(count).filter(|b| b.value != 0) {
+            self.xa.release_block(block.first, block.order);
+            if block.first == 0 {
+                self.xa.release_block(1usize << block.order, 0);
             }
         }
     }

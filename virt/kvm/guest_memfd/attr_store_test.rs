@@ -17,7 +17,7 @@ const __LOG_PREFIX: &[u8] = b"gmem_rs_attr_store\0";
 #[path = "attr_store.rs"]
 mod attr_store;
 
-use attr_store::{block_count, for_each_block, AttrStore, Update};
+use attr_store::{AttrStore, Update};
 use kernel::{
     error::code::{EINTR, ENOMEM},
     prelude::*,
@@ -31,6 +31,31 @@ const PV: usize = 1 << 3;
 struct Plain;
 
 impl Update for Plain {}
+
+/// Calls `f(first, order)` for each block of the canonical form of
+/// `[start, end)`, computed here independently of the store: from left to
+/// right, the largest power-of-two block aligned to its size that fits.
+fn for_each_block(mut start: usize, end: usize, mut f: impl FnMut(usize, u32)) {
+    while start < end {
+        let mut order = 0;
+        while order < usize::BITS - 1 {
+            let size = 1usize << (order + 1);
+            if start % size != 0 || end - start < size {
+                break;
+            }
+            order += 1;
+        }
+        f(start, order);
+        start += 1usize << order;
+    }
+}
+
+/// Returns the number of blocks of the canonical form of `[start, end)`.
+fn block_count(start: usize, end: usize) -> usize {
+    let mut n = 0;
+    for_each_block(start, end, |_, _| n += 1);
+    n
+}
 
 /// The top of the gfn space with 4 KiB pages and 64-bit addresses.
 const GFN_TOP: usize = 1 << 52;
