@@ -8,19 +8,24 @@
 #   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
 #   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
+#   make bench [RUNS=5] [METRICS=list]  C vs Rust benchmark: table,
+#                             build/bench.json, build/bench.png (not in check)
 #   make clean / distclean    remove build/ / also the build cache
 
 IMPL ?= rust
 IMPLS ?= c rust
 export IMPL IMPLS
 
-.PHONY: run check setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
+.PHONY: run check bench setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
 
 run:
 	@scripts/run
 
 check:
 	@scripts/check
+
+bench:
+	@scripts/bench
 
 setup:
 	@scripts/setup-toolchain
