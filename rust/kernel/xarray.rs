@@ -904,9 +904,14 @@ impl<T: XaEntry + Copy> XArray<T> {
                 (entry, cur, shift)
             };
             // Split one level at a time: `xas_split_alloc` only splits an entry into entries of
-            // its own node or of the level just below.
+            // its own node or of the level just below, the latter with one new node for each slot
+            // of the entry. So an entry of several slots is first split into one-slot entries
+            // within its node, which needs no memory, and only the one covering `index` is split
+            // further.
             let step = if order >= shift {
                 order
+            } else if cur > shift {
+                shift
             } else {
                 order.max(shift - bindings::XA_CHUNK_SHIFT)
             };

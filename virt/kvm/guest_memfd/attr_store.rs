@@ -114,19 +114,25 @@ impl Iterator for Blocks<'_> {
     }
 }
 
-/// An old entry that a change splits: it straddles one end of the range.
+/// An old entry that a change splits: it straddles `boundary`, one end of
+/// the range.
 #[derive(Clone, Copy, PartialEq)]
 struct Straddler {
     first: usize,
     order: u32,
     value: XaValue,
+    boundary: usize,
 }
 
 impl Straddler {
-    /// Whether the entry overlaps `block` and is larger than it.
-    fn covers(&self, block: &Block) -> bool {
-        let last = self.first + ((1usize << self.order) - 1);
-        self.order > block.order && self.first <= block.first && block.first <= last
+    /// The last index of the entry.
+    fn last(&self) -> usize {
+        self.first + ((1usize << self.order) - 1)
+    }
+
+    /// Whether the entry lies over the whole of `block`.
+    fn contains(&self, block: &Block) -> bool {
+        self.first <= block.first && block.first + ((1usize << block.order) - 1) <= self.last()
     }
 }
 
@@ -245,6 +251,7 @@ impl<'a> AttrStore<'a> {
                         first,
                         order,
                         value: entry,
+                        boundary: start,
                     });
                 }
                 Run {
@@ -271,6 +278,7 @@ impl<'a> AttrStore<'a> {
                         first,
                         order,
                         value: entry,
+                        boundary: end,
                     });
                 }
                 Run {
@@ -295,7 +303,7 @@ impl<'a> AttrStore<'a> {
         let mut plan = Plan {
             runs: [empty; 3],
             n: 0,
-            split: [low, high.filter(|h| Some(*h) != low)],
+            split: [low, high],
         };
         for run in [left, Run { start, end, value }, right] {
             if run.start == run.end {
@@ -365,6 +373,13 @@ impl<'a> AttrStore<'a> {
 
     /// Makes `block` storable without allocating and without affecting the
     /// indices outside it.
+    ///
+    /// An entry straddling an end of the range is split only where it
+    /// straddles: once the entries covering that index are no larger than
+    /// the block there, every other old entry of the span is an aligned
+    /// block inside one run, so inside one block of its canonical form.
+    /// For the same reason a block inside a straddling entry needs no node:
+    /// the entry's own nodes hold it.
     fn prepare(
         &self,
         block: &Block,
@@ -373,10 +388,13 @@ impl<'a> AttrStore<'a> {
         update: &mut impl Update,
     ) -> Result {
         update.checkpoint()?;
-        if split.iter().flatten().any(|s| s.covers(block)) {
-            self.xa.split_to(block.first, block.order, gfp)?;
+        let last = block.first + ((1usize << block.order) - 1);
+        for s in split.iter().flatten() {
+            if s.order > block.order && block.first <= s.boundary && s.boundary <= last {
+                self.xa.split_to(s.boundary, block.order, gfp)?;
+            }
         }
-        if block.value != 0 {
+        if block.value != 0 && !split.iter().flatten().any(|s| s.contains(block)) {
             self.xa.prepare_store(block.first, block.order, gfp)?;
         }
         Ok(())
@@ -386,7 +404,8 @@ impl<'a> AttrStore<'a> {
     /// the split entries back, then releases the reservations.  Allocates
     /// nothing.
     fn undo(&self, runs: &[Run], count: usize, split: &[Option<Straddler>]) {
-        for s in split.iter().flatten() {
+        let (low, high) = (split[0], split[1].filter(|h| Some(*h) != split[0]));
+        for s in [low, high].iter().flatten() {
             // The entry's node is still there, so this does not allocate.
             if let Err(e) = self
                 .xa
