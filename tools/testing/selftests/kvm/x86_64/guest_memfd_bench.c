@@ -14,21 +14,41 @@
  *	PRIVATE on <sz> (4k, 2m, 1g, 16g) of a fresh KVM_X86_SW_PROTECTED_VM
  *	without memslots, then clearing it again;
  *   attr_mem_4g (bytes): growth of the kernel's slab memory (Slab: in
- *	/proc/meminfo) when 4 GiB of such a VM are made PRIVATE.
+ *	/proc/meminfo) when 4 GiB of such a VM are made PRIVATE;
+ *   gmem_create_close (us): KVM_CREATE_GUEST_MEMFD of 2 MiB and close(),
+ *	averaged over a batch of 1000 pairs;
+ *   falloc_alloc_1g, falloc_punch_1g (GiB/s): fallocate() allocating a
+ *	fresh 1 GiB guest_memfd, then punching it whole;
+ *   fault_private_256m (pages/s): a guest writing one byte to each 4 KiB
+ *	page of a 256 MiB PRIVATE guest_memfd memslot, from the first KVM_RUN
+ *	to its done ucall;
+ *   convert_4k, convert_2m (us): one conversion of a guest-driven round trip
+ *	private -> shared -> private of the start of a 2 MiB PRIVATE
+ *	guest_memfd memslot (KVM_HC_MAP_GPA_RANGE exits served by
+ *	KVM_SET_MEMORY_ATTRIBUTES, plus PUNCH_HOLE when going shared), the
+ *	guest writing the first byte of the range after each conversion;
+ *   attr_lookup_slot_16g (us): KVM_SET_USER_MEMORY_REGION2 creating a
+ *	16 GiB memslot (no guest_memfd) over a PRIVATE range, where x86 KVM
+ *	computes the huge page "mixed" flags from the attributes of every
+ *	2 MiB and 1 GiB block.
  *
  * -m takes a comma-separated list of metric names or shell patterns
  * ("attr_set_*") and measures only those; -q is a quick smoke run: one run,
- * without the 1g and 16g sizes.
+ * without the 1g and 16g attribute sizes and attr_mem_4g, and the other
+ * metrics with smaller sizes and batches (under the same names).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 
+#include <linux/kvm_para.h>
 #include <linux/sizes.h>
 
 #include "kvm_util.h"
@@ -38,6 +58,8 @@
 /* Where the measured ranges start: above where guest RAM would be. */
 #define BENCH_GPA	SZ_4G
 #define MEM_SIZE	SZ_4G
+/* The memslot of the metrics that need one, at BENCH_GPA. */
+#define BENCH_SLOT	10
 
 struct attr_size {
 	const char *name;
@@ -50,6 +72,23 @@ static const struct attr_size attr_sizes[] = {
 	{ "2m", SZ_2M, true },
 	{ "1g", SZ_1G, false },
 	{ "16g", 16ull * SZ_1G, false },
+};
+
+/* The metrics other than attr_set_* and attr_clear_*, for -m checks. */
+static const char * const other_metrics[] = {
+	"attr_mem_4g",
+	"gmem_create_close",
+	"falloc_alloc_1g",
+	"falloc_punch_1g",
+	"fault_private_256m",
+	"convert_4k",
+	"convert_2m",
+	"attr_lookup_slot_16g",
+};
+
+static const struct vm_shape protected_shape = {
+	.mode = VM_MODE_DEFAULT,
+	.type = KVM_X86_SW_PROTECTED_VM,
 };
 
 static int nr_runs = 5;
@@ -110,14 +149,25 @@ static int cmp_double(const void *a, const void *b)
 static void report(const char *name, const char *unit, double *v, int n)
 {
 	double median;
+	int prec;
 
 	qsort(v, n, sizeof(*v), cmp_double);
 	median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	printf("# %s: median %.1f %s (min %.1f, max %.1f, %d runs)\n",
-	       name, median, unit, v[0], v[n - 1], n);
-	printf("metric %s %s %.1f %.1f %.1f\n", name, unit, median, v[0],
-	       v[n - 1]);
+	/* Throughputs in GiB/s are small numbers: give them more digits. */
+	prec = strcmp(unit, "GiB/s") ? 1 : 3;
+	printf("# %s: median %.*f %s (min %.*f, max %.*f, %d runs)\n",
+	       name, prec, median, unit, prec, v[0], prec, v[n - 1], n);
+	printf("metric %s %s %.*f %.*f %.*f\n", name, unit, prec, median,
+	       prec, v[0], prec, v[n - 1]);
 	fflush(stdout);
+}
+
+static double *alloc_samples(void)
+{
+	double *v = calloc(nr_runs, sizeof(*v));
+
+	TEST_ASSERT(v, "calloc() failed");
+	return v;
 }
 
 static struct kvm_vm *protected_vm(void)
@@ -137,12 +187,15 @@ static void bench_attr_size(const struct attr_size *s)
 	snprintf(clear_name, sizeof(clear_name), "attr_clear_%s", s->name);
 	want_set = wanted(set_name);
 	want_clear = wanted(clear_name);
-	if ((quick && !s->quick) || (!want_set && !want_clear))
+	if (!want_set && !want_clear)
 		return;
+	if (quick && !s->quick) {
+		printf("# attr_{set,clear}_%s: skipped in quick mode\n", s->name);
+		return;
+	}
 
-	set_us = calloc(nr_runs, sizeof(*set_us));
-	clear_us = calloc(nr_runs, sizeof(*clear_us));
-	TEST_ASSERT(set_us && clear_us, "calloc() failed");
+	set_us = alloc_samples();
+	clear_us = alloc_samples();
 
 	for (i = 0; i < nr_runs; i++) {
 		vm = protected_vm();
@@ -218,9 +271,12 @@ static void bench_attr_mem(void)
 
 	if (!wanted("attr_mem_4g"))
 		return;
+	if (quick) {
+		printf("# attr_mem_4g: skipped in quick mode\n");
+		return;
+	}
 
-	bytes = calloc(nr_runs, sizeof(*bytes));
-	TEST_ASSERT(bytes, "calloc() failed");
+	bytes = alloc_samples();
 	for (i = 0; i < nr_runs; i++) {
 		vm = protected_vm();
 		before = stable_slab_kb();
@@ -236,14 +292,314 @@ static void bench_attr_mem(void)
 	free(bytes);
 }
 
+static void bench_gmem_create_close(void)
+{
+	const int batch = quick ? 100 : 1000;
+	struct kvm_vm *vm;
+	double *us, t0;
+	int i, j, fd;
+
+	if (!wanted("gmem_create_close"))
+		return;
+
+	us = alloc_samples();
+	vm = protected_vm();
+	for (i = 0; i < nr_runs; i++) {
+		t0 = now_us();
+		for (j = 0; j < batch; j++) {
+			fd = __vm_create_guest_memfd(vm, SZ_2M, 0);
+			TEST_ASSERT(fd >= 0,
+				    KVM_IOCTL_ERROR(KVM_CREATE_GUEST_MEMFD, fd));
+			close(fd);
+		}
+		us[i] = (now_us() - t0) / batch;
+		printf("# run %d: %d guest_memfd create+close, %.1f us each\n",
+		       i + 1, batch, us[i]);
+	}
+	kvm_vm_free(vm);
+	report("gmem_create_close", "us", us, nr_runs);
+	free(us);
+}
+
+static void bench_falloc(void)
+{
+	const uint64_t size = quick ? SZ_64M : SZ_1G;
+	const double gib = (double)size / SZ_1G;
+	bool want_alloc, want_punch;
+	double *alloc, *punch;
+	double t0, t1, t2;
+	struct kvm_vm *vm;
+	int i, fd, ret;
+
+	want_alloc = wanted("falloc_alloc_1g");
+	want_punch = wanted("falloc_punch_1g");
+	if (!want_alloc && !want_punch)
+		return;
+	if (quick)
+		printf("# falloc_*_1g: quick mode, on 64 MiB instead of 1 GiB\n");
+
+	alloc = alloc_samples();
+	punch = alloc_samples();
+	vm = protected_vm();
+	for (i = 0; i < nr_runs; i++) {
+		fd = vm_create_guest_memfd(vm, size, 0);
+		t0 = now_us();
+		ret = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size);
+		t1 = now_us();
+		TEST_ASSERT(!ret, "fallocate(0x%lx) failed: %s", size,
+			    strerror(errno));
+		ret = fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+				0, size);
+		t2 = now_us();
+		TEST_ASSERT(!ret, "fallocate(PUNCH_HOLE, 0x%lx) failed: %s",
+			    size, strerror(errno));
+		close(fd);
+		alloc[i] = gib / ((t1 - t0) / 1e6);
+		punch[i] = gib / ((t2 - t1) / 1e6);
+		printf("# run %d: allocate %.1f ms, punch %.1f ms\n", i + 1,
+		       (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+	}
+	kvm_vm_free(vm);
+	if (want_alloc)
+		report("falloc_alloc_1g", "GiB/s", alloc, nr_runs);
+	if (want_punch)
+		report("falloc_punch_1g", "GiB/s", punch, nr_runs);
+	free(alloc);
+	free(punch);
+}
+
+/*
+ * A SW_PROTECTED VM with one vCPU running @guest_code and a guest_memfd
+ * memslot of @size at BENCH_GPA, identity mapped with 2 MiB guest pages
+ * and all PRIVATE.
+ */
+static struct kvm_vm *gmem_vm(struct kvm_vcpu **vcpu, void *guest_code,
+			      uint64_t size)
+{
+	struct kvm_vm *vm;
+
+	/* A few pages of slot 0 for the guest page tables of the memslot. */
+	vm = __vm_create_shape_with_one_vcpu(protected_shape, vcpu, 16,
+					     guest_code);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, BENCH_GPA, BENCH_SLOT,
+		   size / vm->page_size, KVM_MEM_GUEST_MEMFD, -1, 0);
+	virt_map_level(vm, BENCH_GPA, BENCH_GPA, size, PG_LEVEL_2M);
+	vm_mem_set_private(vm, BENCH_GPA, size);
+	return vm;
+}
+
+/* Where the host's time serving KVM_HC_MAP_GPA_RANGE went, in us. */
+static struct {
+	double to_private, to_shared, punch;
+} hc_us;
+
+/* Serve a KVM_HC_MAP_GPA_RANGE exit like a VMM of a protected guest. */
+static void handle_map_gpa_range(struct kvm_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint64_t gpa = run->hypercall.args[0];
+	uint64_t size = run->hypercall.args[1] * PAGE_SIZE;
+	bool private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
+	double t0, t1, t2;
+
+	TEST_ASSERT(run->hypercall.nr == KVM_HC_MAP_GPA_RANGE,
+		    "Wanted MAP_GPA_RANGE (%u), got '%llu'",
+		    KVM_HC_MAP_GPA_RANGE, run->hypercall.nr);
+	t0 = now_us();
+	vm_set_memory_attributes(vcpu->vm, gpa, size,
+				 private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
+	t1 = now_us();
+	if (private) {
+		hc_us.to_private += t1 - t0;
+	} else {
+		hc_us.to_shared += t1 - t0;
+		vm_guest_mem_punch_hole(vcpu->vm, gpa, size);
+		t2 = now_us();
+		hc_us.punch += t2 - t1;
+	}
+	run->hypercall.ret = 0;
+}
+
+/*
+ * Run @vcpu until its next UCALL_SYNC or UCALL_DONE, serving the
+ * hypercall exits on the way; returns the ucall.
+ */
+static uint64_t run_to_ucall(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	for (;;) {
+		vcpu_run(vcpu);
+		if (vcpu->run->exit_reason == KVM_EXIT_HYPERCALL) {
+			handle_map_gpa_range(vcpu);
+			continue;
+		}
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+		case UCALL_SYNC:
+		case UCALL_DONE:
+			return uc.cmd;
+		default:
+			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+		}
+	}
+}
+
+static void guest_fault(uint64_t gpa, uint64_t size)
+{
+	uint64_t off;
+
+	for (off = 0; off < size; off += PAGE_SIZE)
+		WRITE_ONCE(*(uint8_t *)(gpa + off), 1);
+	GUEST_DONE();
+}
+
+static void bench_fault(void)
+{
+	const uint64_t size = quick ? SZ_16M : SZ_256M;
+	const uint64_t pages = size / PAGE_SIZE;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	double *rate, t0, t1;
+	uint64_t cmd;
+	int i;
+
+	if (!wanted("fault_private_256m"))
+		return;
+	if (quick)
+		printf("# fault_private_256m: quick mode, on 16 MiB instead of 256 MiB\n");
+
+	rate = alloc_samples();
+	for (i = 0; i < nr_runs; i++) {
+		vm = gmem_vm(&vcpu, guest_fault, size);
+		vcpu_args_set(vcpu, 2, BENCH_GPA, size);
+		t0 = now_us();
+		cmd = run_to_ucall(vcpu);
+		t1 = now_us();
+		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+		kvm_vm_free(vm);
+		rate[i] = pages / ((t1 - t0) / 1e6);
+		printf("# run %d: %lu private pages faulted in %.1f ms\n",
+		       i + 1, pages, (t1 - t0) / 1e3);
+	}
+	report("fault_private_256m", "pages/s", rate, nr_runs);
+	free(rate);
+}
+
+/*
+ * Convert [gpa, gpa + size) to shared and back to private @n times,
+ * writing its first byte after each conversion.  The range starts private;
+ * the UCALL_SYNC marks the start of the measured loop.
+ */
+static void guest_convert(uint64_t gpa, uint64_t size, uint64_t n)
+{
+	uint64_t i;
+
+	WRITE_ONCE(*(uint8_t *)gpa, 1);
+	GUEST_SYNC(0);
+	for (i = 0; i < n; i++) {
+		kvm_hypercall_map_gpa_range(gpa, size,
+					    KVM_MAP_GPA_RANGE_DECRYPTED);
+		WRITE_ONCE(*(uint8_t *)gpa, 2);
+		kvm_hypercall_map_gpa_range(gpa, size,
+					    KVM_MAP_GPA_RANGE_ENCRYPTED);
+		WRITE_ONCE(*(uint8_t *)gpa, 3);
+	}
+	GUEST_DONE();
+}
+
+static void bench_convert(const char *name, uint64_t size, uint64_t n)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	double *us, t0, t1;
+	uint64_t cmd;
+	int i;
+
+	if (!wanted(name))
+		return;
+
+	us = alloc_samples();
+	for (i = 0; i < nr_runs; i++) {
+		vm = gmem_vm(&vcpu, guest_convert, SZ_2M);
+		vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL,
+			      BIT(KVM_HC_MAP_GPA_RANGE));
+		vcpu_args_set(vcpu, 3, BENCH_GPA, size, n);
+		cmd = run_to_ucall(vcpu);
+		TEST_ASSERT(cmd == UCALL_SYNC, "Unexpected ucall %lu", cmd);
+		memset(&hc_us, 0, sizeof(hc_us));
+		t0 = now_us();
+		cmd = run_to_ucall(vcpu);
+		t1 = now_us();
+		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+		kvm_vm_free(vm);
+		us[i] = (t1 - t0) / (2 * n);
+		printf("# run %d: %lu round trips in %.1f ms, %.1f us per conversion\n",
+		       i + 1, n, (t1 - t0) / 1e3, us[i]);
+		printf("# run %d: per round trip, attributes to private %.1f us, to shared %.1f us, punch %.1f us\n",
+		       i + 1, hc_us.to_private / n, hc_us.to_shared / n,
+		       hc_us.punch / n);
+	}
+	report(name, "us", us, nr_runs);
+	free(us);
+}
+
+/*
+ * Memslot creation over a PRIVATE range: the attributes of the range are
+ * set once (slow on a per-page store), the memslot is then created (timed)
+ * and deleted in each run.
+ */
+static void bench_attr_lookup(void)
+{
+	const uint64_t size = quick ? SZ_64M : 16ull * SZ_1G;
+	double *us, t0, t1, set_us;
+	struct kvm_vm *vm;
+	void *map, *hva;
+	int i;
+
+	if (!wanted("attr_lookup_slot_16g"))
+		return;
+	if (quick)
+		printf("# attr_lookup_slot_16g: quick mode, on 64 MiB instead of 16 GiB\n");
+
+	/* Aligned like the GPA, so that huge pages are not disallowed. */
+	map = mmap(NULL, size + SZ_1G, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	TEST_ASSERT(map != MAP_FAILED, "mmap() failed: %s", strerror(errno));
+	hva = align_ptr_up(map, SZ_1G);
+
+	us = alloc_samples();
+	vm = protected_vm();
+	set_us = set_attrs_us(vm, size, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	printf("# attr_lookup_slot_16g: PRIVATE set on [0x%lx, 0x%lx) in %.1f ms\n",
+	       (uint64_t)BENCH_GPA, (uint64_t)BENCH_GPA + size, set_us / 1e3);
+	for (i = 0; i < nr_runs; i++) {
+		t0 = now_us();
+		vm_set_user_memory_region2(vm, BENCH_SLOT, 0, BENCH_GPA, size,
+					   hva, 0, 0);
+		t1 = now_us();
+		vm_set_user_memory_region2(vm, BENCH_SLOT, 0, BENCH_GPA, 0,
+					   NULL, 0, 0);
+		us[i] = t1 - t0;
+		printf("# run %d: memslot created in %.1f us\n", i + 1, us[i]);
+	}
+	kvm_vm_free(vm);
+	munmap(map, size + SZ_1G);
+	report("attr_lookup_slot_16g", "us", us, nr_runs);
+	free(us);
+}
+
 /* Names of all metrics, to catch -m patterns that match none. */
 static bool filter_matches_something(const char *item)
 {
 	char name[32];
 	int i;
 
-	if (!fnmatch(item, "attr_mem_4g", 0))
-		return true;
+	for (i = 0; i < ARRAY_SIZE(other_metrics); i++)
+		if (!fnmatch(item, other_metrics[i], 0))
+			return true;
 	for (i = 0; i < ARRAY_SIZE(attr_sizes); i++) {
 		snprintf(name, sizeof(name), "attr_set_%s", attr_sizes[i].name);
 		if (!fnmatch(item, name, 0))
@@ -272,9 +628,11 @@ static void print_usage(const char *name)
 {
 	printf("usage: %s [-r RUNS] [-q] [-m METRICS] [-h]\n"
 	       " -r: runs per metric (default: 5)\n"
-	       " -q: quick smoke run: 1 run, no 1g and 16g sizes\n"
+	       " -q: quick smoke run: 1 run, small sizes, no attr_*_{1g,16g} and attr_mem_4g\n"
 	       " -m: comma-separated metric names or patterns, e.g. 'attr_set_*,attr_mem_4g'\n"
-	       "metrics: attr_set_{4k,2m,1g,16g} attr_clear_{4k,2m,1g,16g} attr_mem_4g\n",
+	       "metrics: attr_set_{4k,2m,1g,16g} attr_clear_{4k,2m,1g,16g} attr_mem_4g\n"
+	       "         gmem_create_close falloc_alloc_1g falloc_punch_1g\n"
+	       "         fault_private_256m convert_4k convert_2m attr_lookup_slot_16g\n",
 	       name);
 }
 
@@ -317,6 +675,12 @@ int main(int argc, char *argv[])
 	for (i = 0; i < ARRAY_SIZE(attr_sizes); i++)
 		bench_attr_size(&attr_sizes[i]);
 	bench_attr_mem();
+	bench_gmem_create_close();
+	bench_falloc();
+	bench_fault();
+	bench_convert("convert_4k", PAGE_SIZE, quick ? 20 : 500);
+	bench_convert("convert_2m", SZ_2M, quick ? 5 : 100);
+	bench_attr_lookup();
 
 	return 0;
 }
