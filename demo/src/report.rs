@@ -1,0 +1,298 @@
+//! What happened, the checks derived from it, and the printed report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::guest::{probe_marker, IO_PAGES};
+
+/// Exits by kind and conversions by cause.
+#[derive(Debug, Default)]
+pub struct Stats {
+    exits: BTreeMap<&'static str, u64>,
+    /// Conversions the guest asked for with KVM_HC_MAP_GPA_RANGE.
+    pub explicit: u64,
+    /// Conversions the VMM made on a KVM_EXIT_MEMORY_FAULT.
+    pub implicit: u64,
+}
+
+impl Stats {
+    pub fn exit(&mut self, kind: &'static str) {
+        *self.exits.entry(kind).or_default() += 1;
+    }
+    pub fn exits(&self, kind: &str) -> u64 {
+        self.exits.get(kind).copied().unwrap_or(0)
+    }
+    pub fn total_exits(&self) -> u64 {
+        self.exits.values().sum()
+    }
+}
+
+/// One probe read: the page, what the VMM's record says, what the guest read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub gpa: u64,
+    pub tracked_private: bool,
+    pub read: u64,
+}
+
+/// Everything the run observed, as plain data.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub secret_stored: bool,
+    pub hc_rets: Vec<u64>,
+    /// Per conversion: the host found message i in the shared alias.
+    pub messages_seen: Vec<bool>,
+    pub readbacks: Vec<u64>,
+    /// Private-access memory faults in the I/O window: (gpa, size).
+    pub io_faults: Vec<(u64, u64)>,
+    pub io_pattern_seen: Option<bool>,
+    pub secret_checks: Vec<u64>,
+    pub done: bool,
+    pub halted: bool,
+    pub full_scans: u64,
+    pub range_scans: u64,
+    /// Where the secret was found in host-visible memory.
+    pub leaks: Vec<String>,
+    /// MMIO reports the main program makes (before the probe).
+    pub main_reports: u64,
+    pub probes: Vec<Probe>,
+    pub probe_faulted: bool,
+    /// (private, shared) pages of slots 1-2 in the VMM's record at the end.
+    pub pages: (u64, u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    pub text: String,
+}
+
+fn check(ok: bool, text: String) -> Check {
+    Check { ok, text }
+}
+
+fn all_zero(v: &[u64], want: usize) -> bool {
+    v.len() == want && v.iter().all(|&x| x == 0)
+}
+
+/// Derives the checks from the outcome of a run with `n` conversions.
+pub fn evaluate(o: &Outcome, stats: &Stats, n: u32) -> Vec<Check> {
+    let n = n as usize;
+    let reports = o.main_reports;
+    let seen = o.messages_seen.iter().filter(|&&s| s).count();
+    let zeros = o.readbacks.iter().filter(|&&r| r == 0).count();
+    let probe_ok = |(k, p): (usize, &Probe)| {
+        p.read
+            == if p.tracked_private {
+                0
+            } else {
+                probe_marker(k)
+            }
+    };
+    let probes_ok = o.probes.iter().enumerate().filter(|&x| probe_ok(x)).count();
+    let probe_shared = o.probes.iter().filter(|p| !p.tracked_private).count();
+    let exits_ok = stats.exits("hypercall") == 2 * n as u64
+        && stats.exits("memory_fault") == IO_PAGES + 1
+        && stats.exits("mmio_write") == reports + o.probes.len() as u64
+        && stats.exits("hlt") == 1
+        && stats.total_exits() == 2 * n as u64 + IO_PAGES + 2 + reports + o.probes.len() as u64
+        && stats.explicit == 2 * n as u64
+        && stats.implicit == IO_PAGES;
+    vec![
+        check(
+            o.secret_stored,
+            "a. guest wrote a 16-byte secret to private (guest_memfd) memory".into(),
+        ),
+        check(
+            all_zero(&o.hc_rets, 2 * n),
+            format!(
+                "b. MAP_GPA_RANGE hypercalls answered 0 ({}/{})",
+                o.hc_rets.iter().filter(|&&r| r == 0).count(),
+                2 * n
+            ),
+        ),
+        check(
+            o.messages_seen.len() == n && seen == n,
+            format!("b. host read each guest message in the shared mapping ({seen}/{n})"),
+        ),
+        check(
+            o.readbacks.len() == n && zeros == n,
+            format!("b. re-privatised buffer reads 0 in the guest ({zeros}/{n})"),
+        ),
+        check(
+            o.io_faults.len() as u64 == IO_PAGES,
+            format!(
+                "c. private access to the I/O window faulted and was converted ({} faults)",
+                o.io_faults.len()
+            ),
+        ),
+        check(
+            o.io_pattern_seen == Some(true),
+            "c. I/O-window pattern visible to the host".into(),
+        ),
+        check(
+            all_zero(&o.secret_checks, 2),
+            "d. secret intact in private memory at the end".into(),
+        ),
+        check(o.done && o.halted, "d. guest ran to hlt".into()),
+        check(
+            o.leaks.is_empty() && o.full_scans >= 3 && o.range_scans == n as u64,
+            format!(
+                "secret never in host-visible memory ({} full scans of slots 0-2, {} of shared ranges){}",
+                o.full_scans,
+                o.range_scans,
+                o.leaks.first().map(|l| format!(": found {l}")).unwrap_or_default()
+            ),
+        ),
+        check(
+            probes_ok == o.probes.len() && o.probes.len() >= 2 && o.probe_faulted,
+            format!(
+                "attributes as tracked: {probes_ok}/{} probes read host data if shared ({probe_shared}) or 0 if private, private page w/o guest_memfd {}",
+                o.probes.len(),
+                if o.probe_faulted { "faulted" } else { "did NOT fault" }
+            ),
+        ),
+        check(
+            o.pages.1 == IO_PAGES,
+            format!(
+                "pages at the end: {} private, {} shared (expected {IO_PAGES} shared)",
+                o.pages.0, o.pages.1
+            ),
+        ),
+        check(exits_ok, "exit and conversion accounting adds up".into()),
+    ]
+}
+
+/// The closing line.
+pub fn verdict(checks: &[Check]) -> String {
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        format!("gmem-demo: all {} checks passed", checks.len())
+    } else {
+        format!("gmem-demo: {failed} of {} checks FAILED", checks.len())
+    }
+}
+
+/// The report after the header: checks, counts, time and verdict.
+pub fn render(checks: &[Check], stats: &Stats, pages: (u64, u64), wall: Duration) -> String {
+    let mut s = String::new();
+    for c in checks {
+        let _ = writeln!(s, "  [{}] {}", if c.ok { "ok" } else { "FAIL" }, c.text);
+    }
+    let _ = writeln!(
+        s,
+        "conversions: {} explicit (MAP_GPA_RANGE hypercall), {} implicit (memory fault)",
+        stats.explicit, stats.implicit
+    );
+    let exits: Vec<String> = stats
+        .exits
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "exits: {} ({} in all)",
+        exits.join(", "),
+        stats.total_exits()
+    );
+    let _ = writeln!(
+        s,
+        "pages of slots 1-2 at the end: {} private, {} shared",
+        pages.0, pages.1
+    );
+    let _ = writeln!(s, "wall time: {:.2} s", wall.as_secs_f64());
+    s.push_str(&verdict(checks));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a perfect run with n conversions and `reports` reports looks like.
+    fn good(n: u32, reports: u64) -> (Outcome, Stats) {
+        let n64 = u64::from(n);
+        let mut st = Stats::default();
+        for _ in 0..2 * n {
+            st.exit("hypercall");
+        }
+        for _ in 0..reports + 2 {
+            st.exit("mmio_write");
+        }
+        for _ in 0..IO_PAGES + 1 {
+            st.exit("memory_fault");
+        }
+        st.exit("hlt");
+        st.explicit = 2 * n64;
+        st.implicit = IO_PAGES;
+        let o = Outcome {
+            secret_stored: true,
+            hc_rets: vec![0; 2 * n as usize],
+            messages_seen: vec![true; n as usize],
+            readbacks: vec![0; n as usize],
+            io_faults: vec![(0x3e0_0000, 4096), (0x3e0_1000, 4096)],
+            io_pattern_seen: Some(true),
+            secret_checks: vec![0, 0],
+            done: true,
+            halted: true,
+            full_scans: 4,
+            range_scans: n64,
+            leaks: vec![],
+            main_reports: reports,
+            probes: vec![
+                Probe {
+                    gpa: 0x20_0000,
+                    tracked_private: true,
+                    read: 0,
+                },
+                Probe {
+                    gpa: 0x3e0_0000,
+                    tracked_private: false,
+                    read: probe_marker(1),
+                },
+            ],
+            probe_faulted: true,
+            pages: (100, IO_PAGES),
+        };
+        (o, st)
+    }
+
+    #[test]
+    fn perfect_run_passes() {
+        let (o, st) = good(4, 21);
+        let c = evaluate(&o, &st, 4);
+        assert!(c.iter().all(|c| c.ok), "{c:#?}");
+        assert_eq!(verdict(&c), "gmem-demo: all 12 checks passed");
+        assert_eq!(st.total_exits(), 2 * 4 + 23 + 3 + 1);
+    }
+
+    #[test]
+    fn failures_are_counted() {
+        let (mut o, st) = good(4, 21);
+        o.readbacks[2] = 0xdead;
+        o.leaks.push("slot 1 + 0x100000".into());
+        o.probes[1].read = 0;
+        let c = evaluate(&o, &st, 4);
+        let failed: Vec<_> = c.iter().filter(|c| !c.ok).map(|c| c.text.clone()).collect();
+        assert_eq!(failed.len(), 3, "{failed:#?}");
+        assert!(failed[0].contains("(3/4)"));
+        assert!(failed[1].contains("found slot 1 + 0x100000"));
+        assert_eq!(verdict(&c), "gmem-demo: 3 of 12 checks FAILED");
+    }
+
+    #[test]
+    fn exit_accounting() {
+        let (o, mut st) = good(2, 13);
+        st.exit("hypercall");
+        let c = evaluate(&o, &st, 2);
+        assert_eq!(c.iter().filter(|c| !c.ok).count(), 1);
+        assert!(!c.last().unwrap().ok);
+        let text = render(&c, &st, o.pages, Duration::from_millis(1500));
+        assert!(
+            text.contains("exits: hlt 1, hypercall 5, memory_fault 3, mmio_write 15 (24 in all)")
+        );
+        assert!(text.contains("wall time: 1.50 s"));
+        assert!(text.ends_with("gmem-demo: 1 of 12 checks FAILED"));
+    }
+}

@@ -1,0 +1,493 @@
+//! The VM: memory slots, attributes, the vCPU and its exits.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use kvm_bindings::{
+    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_regs,
+    kvm_userspace_memory_region2, CpuId, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
+};
+use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::attrs::Attrs;
+use crate::bail;
+use crate::error::{Context, Error, Result};
+use crate::guest::{
+    io_pattern, message, probe_marker, Code, Program, BUFFER_PAGES, IO_PAGES, KVM_HC_MAP_GPA_RANGE,
+    KVM_MAP_GPA_RANGE_ENCRYPTED, PROBE_OFFSET,
+};
+use crate::layout::{long_mode_sregs, write_boot_structures, Layout, PAGE, SLOT0_SIZE, STACK_TOP};
+use crate::report::{Outcome, Probe, Stats};
+use crate::secret::Secret;
+
+const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
+
+/// An anonymous, private, read/write mapping: one slot's userspace memory.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    pub fn new(len: u64) -> Result<Self> {
+        let len = usize::try_from(len).context("mapping size")?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            bail!("mmap {len} bytes: {}", std::io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(|| Error::new("mmap returned NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    pub fn slice(&self) -> &[u8] {
+        // SAFETY: the mapping is live and len bytes long; the guest only
+        // writes to it while the vCPU runs, never while this borrow lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn slice_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for slice(), and &mut self makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn read_u64(&self, off: u64) -> u64 {
+        let o = off as usize;
+        let b = self.slice().get(o..o + 8).and_then(|b| b.try_into().ok());
+        b.map(u64::from_le_bytes).unwrap_or(0)
+    }
+
+    pub fn write_u64(&mut self, off: u64, value: u64) {
+        let o = off as usize;
+        if let Some(b) = self.slice_mut().get_mut(o..o + 8) {
+            b.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Drops [off, off+len) so that it reads back as zeros.
+    pub fn discard(&self, off: u64, len: u64) -> Result<()> {
+        if off.checked_add(len).is_none_or(|end| end > self.len()) {
+            bail!(
+                "discard [{off:#x}, +{len:#x}) outside a {:#x}-byte mapping",
+                self.len
+            );
+        }
+        // SAFETY: the range lies inside our own mapping.
+        let r = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(off as usize).cast(),
+                len as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r != 0 {
+            bail!("madvise(DONTNEED): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what new() mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The CPU vendor string of CPUID leaf 0.
+pub fn vendor(cpuid: &CpuId) -> String {
+    let Some(e) = cpuid.as_slice().iter().find(|e| e.function == 0) else {
+        return String::from("unknown");
+    };
+    let bytes: Vec<u8> = [e.ebx, e.edx, e.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub struct Machine {
+    layout: Layout,
+    vm: VmFd,
+    gmem: OwnedFd,
+    /// Userspace memory of slots 0, 1 (the shared alias) and 2.
+    slots: [Mapping; 3],
+    attrs: Attrs,
+    secret: Secret,
+    probe_pages: Vec<u64>,
+    pub stats: Stats,
+    pub outcome: Outcome,
+    /// What the capability checks found, for the header.
+    pub caps: String,
+}
+
+impl Machine {
+    pub fn new(kvm: &Kvm, layout: Layout, secret: Secret) -> Result<Self> {
+        let vm = kvm
+            .create_vm_with_type(u64::from(KVM_X86_SW_PROTECTED_VM))
+            .context("KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM)")?;
+        let caps = check_caps(&vm)?;
+        let mut cap = kvm_enable_cap {
+            cap: KVM_CAP_EXIT_HYPERCALL,
+            ..Default::default()
+        };
+        cap.args[0] = 1 << KVM_HC_MAP_GPA_RANGE;
+        vm.enable_cap(&cap)
+            .context("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)")?;
+
+        let gmem = kvm_create_guest_memfd {
+            size: layout.ram_size(),
+            ..Default::default()
+        };
+        let fd = vm
+            .create_guest_memfd(gmem)
+            .context("KVM_CREATE_GUEST_MEMFD")?;
+        // SAFETY: a new fd that nothing else owns.
+        let gmem = unsafe { OwnedFd::from_raw_fd(fd) };
+        let slots = [
+            Mapping::new(SLOT0_SIZE)?,
+            Mapping::new(layout.ram_size())?,
+            Mapping::new(layout.io_size())?,
+        ];
+        let m = Machine {
+            layout,
+            vm,
+            gmem,
+            slots,
+            attrs: Attrs::new(layout.ram_base(), layout.mem - layout.ram_base(), true),
+            secret,
+            probe_pages: Vec::new(),
+            stats: Stats::default(),
+            outcome: Outcome::default(),
+            caps,
+        };
+        m.add_slot(0, 0, false)?;
+        m.add_slot(1, layout.ram_base(), true)?;
+        m.add_slot(2, layout.io_base(), false)?;
+        // Guest RAM is private: all of slots 1 and 2.
+        m.set_attributes(layout.ram_base(), layout.mem - layout.ram_base(), true)?;
+        Ok(m)
+    }
+
+    fn add_slot(&self, slot: u32, gpa: u64, with_gmem: bool) -> Result<()> {
+        let map = &self.slots[slot as usize];
+        let region = kvm_userspace_memory_region2 {
+            slot,
+            flags: if with_gmem { KVM_MEM_GUEST_MEMFD } else { 0 },
+            guest_phys_addr: gpa,
+            memory_size: map.len(),
+            userspace_addr: map.addr(),
+            guest_memfd_offset: 0,
+            guest_memfd: if with_gmem {
+                self.gmem.as_raw_fd() as u32
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        // SAFETY: the mapping belongs to this Machine and outlives the vCPU
+        // (main drops the vCPU first); the kernel only reaches it via GUP.
+        unsafe { self.vm.set_user_memory_region2(region) }
+            .context(format!("KVM_SET_USER_MEMORY_REGION2 slot {slot}"))
+    }
+
+    fn set_attributes(&self, gpa: u64, len: u64, private: bool) -> Result<()> {
+        let attr = kvm_memory_attributes {
+            address: gpa,
+            size: len,
+            attributes: if private { PRIVATE } else { 0 },
+            flags: 0,
+        };
+        self.vm.set_memory_attributes(attr).context(format!(
+            "KVM_SET_MEMORY_ATTRIBUTES [{gpa:#x}, +{len:#x}) to {}",
+            if private { "private" } else { "shared" }
+        ))
+    }
+
+    /// Writes boot structures and code into slot 0.
+    pub fn load(&mut self, program: &Program) -> Result<()> {
+        let slot0 = self.slots[0].slice_mut();
+        write_boot_structures(slot0);
+        let at = program.main_entry as usize;
+        slot0
+            .get_mut(at..at + program.code.len())
+            .ok_or_else(|| Error::new("guest code does not fit in slot 0"))?
+            .copy_from_slice(&program.code);
+        Ok(())
+    }
+
+    pub fn create_vcpu(&self, cpuid: &CpuId, entry: u64) -> Result<VcpuFd> {
+        let vcpu = self.vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
+        vcpu.set_cpuid2(cpuid).context("KVM_SET_CPUID2")?;
+        let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
+        long_mode_sregs(&mut sregs);
+        vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
+        set_rip(&vcpu, entry)?;
+        Ok(vcpu)
+    }
+
+    /// Converts [gpa, gpa+len) in slots 1-2 and keeps guest_memfd, the
+    /// shared alias and the VMM's record in line with it.
+    fn convert(&mut self, gpa: u64, len: u64, private: bool) -> Result<()> {
+        let aligned = gpa.is_multiple_of(PAGE) && len.is_multiple_of(PAGE);
+        let Some((slot, off)) = self.layout.slot_of(gpa, len).filter(|_| aligned && len > 0) else {
+            bail!("conversion of [{gpa:#x}, +{len:#x}) outside guest RAM and I/O window");
+        };
+        self.set_attributes(gpa, len, private)?;
+        if slot == 1 && !private {
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            fallocate(&self.gmem, mode, off, len)?;
+        } else if slot == 1 {
+            fallocate(&self.gmem, libc::FALLOC_FL_KEEP_SIZE, off, len)?;
+        }
+        if private {
+            self.slots[slot].discard(off, len)?;
+        }
+        self.attrs.set(gpa, len, private);
+        Ok(())
+    }
+
+    /// The host's view (the userspace mapping) of [gpa, gpa+len) in slot 1 or 2.
+    fn host_view(&self, gpa: u64, len: u64) -> Option<&[u8]> {
+        let (slot, off) = self.layout.slot_of(gpa, len)?;
+        self.slots[slot]
+            .slice()
+            .get(off as usize..(off + len) as usize)
+    }
+
+    /// Runs the vCPU until hlt or, if `stop_fault` is given, until a
+    /// private memory fault at that address.
+    pub fn run(
+        &mut self,
+        vcpu: &mut VcpuFd,
+        stop_fault: Option<u64>,
+        max_exits: u64,
+    ) -> Result<()> {
+        for _ in 0..max_exits {
+            match vcpu.run() {
+                Ok(VcpuExit::Hypercall(hc)) => {
+                    self.stats.exit("hypercall");
+                    *hc.ret = self.on_hypercall(hc.nr, hc.args)?;
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    self.stats.exit("mmio_write");
+                    self.on_report(addr, data)?;
+                }
+                Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
+                    self.stats.exit("memory_fault");
+                    let private = flags & u64::from(KVM_MEMORY_EXIT_FLAG_PRIVATE) != 0;
+                    if stop_fault == Some(gpa) && private {
+                        self.outcome.probe_faulted = true;
+                        return Ok(());
+                    }
+                    self.on_memory_fault(private, flags, gpa, size)?;
+                }
+                Ok(VcpuExit::Hlt) => {
+                    self.stats.exit("hlt");
+                    self.outcome.halted |= stop_fault.is_none();
+                    return Ok(());
+                }
+                Ok(other) => {
+                    let what = format!("{other:?}");
+                    bail!("unexpected exit {what} at {}", rip(vcpu))
+                }
+                Err(e) => bail!("KVM_RUN failed: {e} at {}", rip(vcpu)),
+            }
+        }
+        bail!("the guest did not stop within {max_exits} exits")
+    }
+
+    /// KVM_HC_MAP_GPA_RANGE: the guest asks for a conversion.
+    fn on_hypercall(&mut self, nr: u64, args: [u64; 6]) -> Result<u64> {
+        if nr != KVM_HC_MAP_GPA_RANGE {
+            bail!("unexpected hypercall {nr}");
+        }
+        let [gpa, npages, attrs, ..] = args;
+        let private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED != 0;
+        let len = npages
+            .checked_mul(PAGE)
+            .ok_or_else(|| Error::new(format!("MAP_GPA_RANGE of {npages} pages")))?;
+        self.convert(gpa, len, private)?;
+        self.stats.explicit += 1;
+        if !private {
+            // Newly host-visible memory must not show what was private there.
+            if let Some(at) = self
+                .host_view(gpa, len)
+                .and_then(|r| self.secret.find_in(r))
+            {
+                let n = self.outcome.range_scans;
+                let at = gpa + at as u64;
+                self.outcome
+                    .leaks
+                    .push(format!("at GPA {at:#x} after conversion #{n} to shared"));
+            }
+            self.outcome.range_scans += 1;
+        }
+        Ok(0)
+    }
+
+    /// A private access KVM cannot back: the I/O window has no guest_memfd,
+    /// so the page becomes shared (an implicit conversion).
+    fn on_memory_fault(&mut self, private: bool, flags: u64, gpa: u64, size: u64) -> Result<()> {
+        let what = format!("memory fault at {gpa:#x} size {size:#x} flags {flags:#x}");
+        if !private || !self.layout.in_io(gpa, size) {
+            bail!("unexpected {what}: only private accesses to the I/O window should fault");
+        }
+        if self.outcome.io_faults.last() == Some(&(gpa, size)) {
+            bail!("{what} again after converting it to shared");
+        }
+        self.convert(gpa, size, false)?;
+        self.stats.implicit += 1;
+        self.outcome.io_faults.push((gpa, size));
+        Ok(())
+    }
+
+    /// A report from the guest (an MMIO write).
+    fn on_report(&mut self, addr: u64, data: &[u8]) -> Result<()> {
+        let code = Code::from_addr(addr);
+        let value = <[u8; 8]>::try_from(data).ok().map(u64::from_le_bytes);
+        let (Some(code), Some(value)) = (code, value) else {
+            bail!("unexpected MMIO write of {} bytes at {addr:#x}", data.len());
+        };
+        let o = &mut self.outcome;
+        match code {
+            Code::Secret => {
+                o.secret_stored = true;
+                self.full_scan("after the secret was stored");
+            }
+            Code::HcRet => o.hc_rets.push(value),
+            Code::Message => {
+                let i = o.messages_seen.len() as u32;
+                let buf = self.layout.buffer();
+                let shared =
+                    (0..BUFFER_PAGES).all(|p| self.attrs.is_private(buf + p * PAGE) == Some(false));
+                let seen = self.host_view(buf, 32) == Some(&message(i)[..]);
+                self.outcome
+                    .messages_seen
+                    .push(value == u64::from(i) && shared && seen);
+            }
+            Code::Readback => o.readbacks.push(value),
+            Code::IoWritten => {
+                let io = &self.slots[2];
+                let ok = value == IO_PAGES
+                    && (0..IO_PAGES)
+                        .all(|p| (0..2).all(|w| io.read_u64(p * PAGE + 8 * w) == io_pattern(p, w)));
+                o.io_pattern_seen = Some(ok);
+                self.full_scan("after the I/O-window write");
+            }
+            Code::SecretCheck => o.secret_checks.push(value),
+            Code::Probe => {
+                let k = o.probes.len();
+                let gpa = self.probe_pages.get(k).copied().unwrap_or(0);
+                o.probes.push(Probe {
+                    gpa,
+                    tracked_private: self.attrs.is_private(gpa) != Some(false),
+                    read: value,
+                });
+            }
+            Code::Done => {
+                o.done = true;
+                self.full_scan("when the guest program ended");
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans all host-visible guest memory (slots 0-2) for the secret.
+    pub fn full_scan(&mut self, when: &str) {
+        for (slot, map) in self.slots.iter().enumerate() {
+            if let Some(at) = self.secret.find_in(map.slice()) {
+                self.outcome
+                    .leaks
+                    .push(format!("in slot {slot} at +{at:#x} {when}"));
+            }
+        }
+        self.outcome.full_scans += 1;
+    }
+
+    /// Plants a marker in the shared memory of each probe page and points
+    /// the vCPU at the probe: a shared page must read the marker, a private
+    /// one 0 (guest_memfd), and the private page without guest_memfd must fault.
+    pub fn start_probe(&mut self, vcpu: &VcpuFd, program: &Program) -> Result<()> {
+        for (k, &gpa) in program.probes.iter().enumerate() {
+            let Some((slot, off)) = self.layout.slot_of(gpa, PAGE) else {
+                bail!("probe page {gpa:#x} outside slots 1-2");
+            };
+            self.slots[slot].write_u64(off + PROBE_OFFSET, probe_marker(k));
+        }
+        self.probe_pages = program.probes.clone();
+        set_rip(vcpu, program.probe_entry)
+    }
+
+    /// (private, shared) pages of slots 1-2 as the VMM recorded them.
+    pub fn pages(&self) -> (u64, u64) {
+        self.attrs.count()
+    }
+}
+
+fn check_caps(vm: &VmFd) -> Result<String> {
+    let gmem = vm.check_extension_int(Cap::GuestMemfd);
+    let mem2 = vm.check_extension_int(Cap::UserMemory2);
+    let attrs = vm.check_extension_int(Cap::MemoryAttributes) as u64;
+    let hc = vm.check_extension_int(Cap::ExitHypercall) as u64;
+    if gmem <= 0 || mem2 <= 0 {
+        bail!("KVM_CAP_GUEST_MEMFD ({gmem}) or KVM_CAP_USER_MEMORY2 ({mem2}) missing");
+    }
+    if attrs & PRIVATE == 0 {
+        bail!("KVM_CAP_MEMORY_ATTRIBUTES is {attrs:#x}, without PRIVATE");
+    }
+    if hc & (1 << KVM_HC_MAP_GPA_RANGE) == 0 {
+        bail!("KVM_CAP_EXIT_HYPERCALL is {hc:#x}, without KVM_HC_MAP_GPA_RANGE");
+    }
+    Ok(format!(
+        "KVM_CAP_GUEST_MEMFD, KVM_CAP_MEMORY_ATTRIBUTES {attrs:#x} (PRIVATE), KVM_CAP_EXIT_HYPERCALL {hc:#x} (MAP_GPA_RANGE)"
+    ))
+}
+
+fn fallocate(fd: &OwnedFd, mode: i32, off: u64, len: u64) -> Result<()> {
+    // SAFETY: a plain syscall on our own fd.
+    let r =
+        unsafe { libc::fallocate(fd.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
+    if r != 0 {
+        bail!(
+            "fallocate(guest_memfd, {mode:#x}, {off:#x}, {len:#x}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn set_rip(vcpu: &VcpuFd, rip: u64) -> Result<()> {
+    let regs = kvm_regs {
+        rip,
+        rsp: STACK_TOP,
+        rflags: 2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).context("KVM_SET_REGS")
+}
+
+fn rip(vcpu: &VcpuFd) -> String {
+    match vcpu.get_regs() {
+        Ok(r) => format!("rip {:#x}", r.rip),
+        Err(_) => "unknown rip".into(),
+    }
+}
