@@ -155,28 +155,35 @@ impl<'a> AttrStore<'a> {
         Self { xa }
     }
 
-    /// Returns the value of `index`, 0 if it has none.
-    pub(crate) fn get(&self, index: usize) -> usize {
-        match self.xa.lookup(index) {
-            Slot::Entry { entry, .. } => entry.get(),
-            _ => 0,
-        }
-    }
-
     /// Returns whether every index of `[start, end)` has a value whose bits
     /// in `mask` are `attrs`.  As in C, `attrs == 0` asks for no value at all
     /// (the mask is then ignored), except for a single index.
     pub(crate) fn range_has(&self, start: usize, end: usize, mask: usize, attrs: usize) -> bool {
+        self.has(&self.xa.reader(), start, end, mask, attrs)
+    }
+
+    /// [`AttrStore::range_has`] with a reader.
+    fn has(
+        &self,
+        r: &XaReader<'_, XaValue>,
+        start: usize,
+        end: usize,
+        mask: usize,
+        attrs: usize,
+    ) -> bool {
         if start >= end {
             return true;
         }
         if end - start == 1 {
-            return self.get(start) & mask == attrs;
+            let value = match r.lookup(start) {
+                Slot::Entry { entry, .. } => entry.get(),
+                _ => 0,
+            };
+            return value & mask == attrs;
         }
         if attrs == 0 {
             return self.xa.find(start, end - 1).is_none();
         }
-        let r = self.xa.reader();
         let mut index = start;
         while index < end {
             match r.lookup(index) {
@@ -235,8 +242,14 @@ impl<'a> AttrStore<'a> {
     /// its ends.  Every old entry inside the span lies inside a block of the
     /// new canonical form (which holds all maximal aligned blocks of each
     /// run), except those straddling `start` or `end`: only these are split.
-    fn plan(&self, start: usize, end: usize, value: usize) -> Plan {
+    ///
+    /// Returns `None` if the range already has `value` (as
+    /// [`AttrStore::range_has`] with mask `!0` sees it): nothing to do.
+    fn plan(&self, start: usize, end: usize, value: usize) -> Option<Plan> {
         let r = self.xa.reader();
+        if self.has(&r, start, end, !0, value) {
+            return None;
+        }
         let before = start.checked_sub(1).map(|i| r.lookup(i));
         let after = r.lookup(end);
         let mut low = None;
@@ -316,13 +329,14 @@ impl<'a> AttrStore<'a> {
                 plan.n += 1;
             }
         }
-        plan
+        Some(plan)
     }
 
     /// Sets the value of every index of `[start, end)` to `value` (0 clears
     /// them), allocating with `gfp`.
     ///
-    /// Returns [`EINVAL`] for an empty range or a value above
+    /// Does nothing, not even calling `update`, if the range has the value
+    /// already.  Returns [`EINVAL`] for an empty range or a value above
     /// [`XaValue::MAX`], `ENOMEM` if memory runs out, or the error of
     /// `update.checkpoint()`; in all these cases the store is unchanged.
     pub(crate) fn set(
@@ -337,7 +351,10 @@ impl<'a> AttrStore<'a> {
             return Err(EINVAL);
         }
         XaValue::new(value)?;
-        let plan = self.plan(start, end, value);
+        let Some(plan) = self.plan(start, end, value) else {
+            // The range has the value already: no hook runs, as in C.
+            return Ok(());
+        };
         let (runs, split) = (&plan.runs[..plan.n], plan.split);
 
         for (prepared, block) in Blocks::new(runs).enumerate() {

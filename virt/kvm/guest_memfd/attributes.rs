@@ -78,9 +78,9 @@ pub(crate) fn set(kvm: Kvm, address: u64, size: u64, attributes: u64, flags: u64
         range::check_set_attributes(address, size, attributes, flags, supported(Some(kvm)))?;
     let kvm_ref = kvm.get();
     let _slots = kvm_ref.slots_lock();
-    if range_has(kvm, start, end, !0, attributes) {
-        return Ok(());
-    }
+    // The store returns early, without running the hooks, if the range has
+    // the attributes already, as 6.12 does with
+    // kvm_range_has_memory_attributes(kvm, start, end, ~0, attributes).
     let mut update = KvmUpdate {
         kvm,
         start,

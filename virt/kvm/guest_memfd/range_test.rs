@@ -10,41 +10,17 @@
 /// The prefix of this crate's log messages.
 const __LOG_PREFIX: &[u8] = b"gmem_rs_range\0";
 
+#[macro_use]
+#[path = "kunit_check.rs"]
+mod kunit_check;
+
 #[allow(dead_code)]
 #[path = "range.rs"]
 mod range;
 
 use kernel::{error::code::*, prelude::*};
+use kunit_check::Checker;
 use range::*;
-
-/// Counts and logs failed checks.
-struct Checker {
-    name: &'static str,
-    failed: i32,
-}
-
-impl Checker {
-    fn new(name: &'static str) -> Self {
-        Self { name, failed: 0 }
-    }
-
-    fn check(&mut self, line: u32, ok: bool) {
-        if !ok {
-            pr_err!("{}: check at range_test.rs:{} failed\n", self.name, line);
-            self.failed += 1;
-        }
-    }
-
-    fn done(self) -> i32 {
-        self.failed
-    }
-}
-
-macro_rules! check {
-    ($c:expr, $cond:expr) => {
-        $c.check(line!(), $cond)
-    };
-}
 
 fn errno<T>(r: Result<T>) -> i32 {
     match r {
