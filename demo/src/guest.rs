@@ -244,11 +244,7 @@ mod tests {
     use crate::args::MAX_CONVERSIONS;
 
     fn secret() -> Secret {
-        let mut raw = [0u8; 32];
-        for (i, b) in raw.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(29).wrapping_add(3);
-        }
-        Secret::from_bytes(raw)
+        Secret::pattern(29, 3)
     }
 
     fn count(hay: &[u8], needle: &[u8]) -> usize {

@@ -69,15 +69,24 @@ impl Secret {
 }
 
 #[cfg(test)]
+impl Secret {
+    /// A fixed secret for tests: byte `i` of the raw material is
+    /// `i * mul + add`.
+    pub(crate) fn pattern(mul: u8, add: u8) -> Self {
+        let mut raw = [0u8; 32];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(mul).wrapping_add(add);
+        }
+        Secret::from_bytes(raw)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn secret() -> Secret {
-        let mut raw = [0u8; 32];
-        for (i, b) in raw.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(37);
-        }
-        Secret::from_bytes(raw)
+        Secret::pattern(37, 0)
     }
 
     #[test]
