@@ -73,7 +73,7 @@ def chart(rows, png: Path, title: str) -> bool:
         data.write_text(''.join(f'"{name}" {r}\n' for name, r in rows))
         low = min([0.1] + [r / 2 for _, r in rows])
         script = f'''
-set terminal png size 1100,560 font ",10" noenhanced
+set terminal png size 1100,600 font ",10" noenhanced
 set output "{png}"
 set title "{title}"
 set style fill solid 0.8 border -1
@@ -82,7 +82,7 @@ set logscale y 10
 set yrange [{low}:*]
 set ylabel "ratio, > 1: Rust better (log scale)"
 set grid ytics
-set xtics rotate by -40 left nomirror
+set xtics rotate by 35 right nomirror
 set key off
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "red" lw 1
 plot "{data}" using 0:2:xtic(1) with boxes lc rgb "#4477aa", \
