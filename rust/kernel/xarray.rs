@@ -944,8 +944,10 @@ impl<T: XaEntry + Copy> XArray<T> {
     ///
     /// The block must not be covered by a larger entry (see [`XArray::split_to`]). If the block
     /// holds no entry, it is reserved; otherwise, if the array is not tall enough for the block,
-    /// the index that makes it tall enough is reserved. Returns the reserved block (first index
-    /// and order), to be given to [`XArray::release_block`] if nothing is stored over it.
+    /// the index that makes it tall enough is reserved: the one just past the block, which only
+    /// happens to a block at index 0 (an array holding entries inside any other aligned block is
+    /// tall enough for it). Returns the reserved block (first index and order), to be given to
+    /// [`XArray::release_block`] if nothing is stored over it.
     ///
     /// The guarantee holds until an entry is erased, which may shrink the array.
     ///

@@ -42,6 +42,11 @@ fn block_order(first: usize, end: usize) -> u32 {
     align.min((end - first).ilog2())
 }
 
+/// Returns the last index of the aligned block of order `order` at `first`.
+fn last_index(first: usize, order: u32) -> usize {
+    first + ((1usize << order) - 1)
+}
+
 /// The caller's part in a change of the store.
 pub(crate) trait Update {
     /// Called before each step of the preparation.  An error aborts the
@@ -116,7 +121,7 @@ impl Iterator for Blocks<'_> {
 
 /// An old entry that a change splits: it straddles `boundary`, one end of
 /// the range.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 struct Straddler {
     first: usize,
     order: u32,
@@ -125,14 +130,15 @@ struct Straddler {
 }
 
 impl Straddler {
-    /// The last index of the entry.
-    fn last(&self) -> usize {
-        self.first + ((1usize << self.order) - 1)
-    }
-
     /// Whether the entry lies over the whole of `block`.
     fn contains(&self, block: &Block) -> bool {
-        self.first <= block.first && block.first + ((1usize << block.order) - 1) <= self.last()
+        self.first <= block.first
+            && last_index(block.first, block.order) <= last_index(self.first, self.order)
+    }
+
+    /// Whether `other` is the same old entry (straddling the other end).
+    fn same_entry(&self, other: &Straddler) -> bool {
+        self.first == other.first && self.order == other.order
     }
 }
 
@@ -259,7 +265,7 @@ impl<'a> AttrStore<'a> {
                 order,
                 entry,
             }) => {
-                if first + ((1usize << order) - 1) >= start {
+                if last_index(first, order) >= start {
                     low = Some(Straddler {
                         first,
                         order,
@@ -357,11 +363,18 @@ impl<'a> AttrStore<'a> {
         };
         let (runs, split) = (&plan.runs[..plan.n], plan.split);
 
+        // The index reserved to grow the tree, if a block needed it; only a
+        // block at index 0 can (see `XArray::prepare_store`), so one at most.
+        let mut grown = None;
         for (prepared, block) in Blocks::new(runs).enumerate() {
-            if let Err(e) = self.prepare(&block, &split, gfp, update) {
-                // The failed step may have done part of its work.
-                self.undo(runs, prepared + 1, &split);
-                return Err(e);
+            match self.prepare(&block, &split, gfp, update) {
+                Ok(Some(g)) => grown = Some(g),
+                Ok(None) => {}
+                Err(e) => {
+                    // The failed step may have done part of its work.
+                    self.undo(runs, prepared + 1, &split, grown);
+                    return Err(e);
+                }
             }
         }
         update.before_store();
@@ -380,16 +393,17 @@ impl<'a> AttrStore<'a> {
             }
         }
         // All reserved blocks were stored over; the index reserved to grow
-        // the tree for a block at 0, if any, is released.
-        if let Some(b) = Blocks::new(runs).find(|b| b.first == 0 && b.value != 0) {
-            self.xa.release_block(1usize << b.order, 0);
+        // the tree, if any, is released.
+        if let Some((first, order)) = grown {
+            self.xa.release_block(first, order);
         }
         update.after_store();
         Ok(())
     }
 
     /// Makes `block` storable without allocating and without affecting the
-    /// indices outside it.
+    /// indices outside it.  Returns the reservation made to grow the tree,
+    /// if any, which lies outside the block.
     ///
     /// An entry straddling an end of the range is split only where it
     /// straddles: once the entries covering that index are no larger than
@@ -403,26 +417,33 @@ impl<'a> AttrStore<'a> {
         split: &[Option<Straddler>],
         gfp: Flags,
         update: &mut impl Update,
-    ) -> Result {
+    ) -> Result<Option<(usize, u32)>> {
         update.checkpoint()?;
-        let last = block.first + ((1usize << block.order) - 1);
+        let last = last_index(block.first, block.order);
         for s in split.iter().flatten() {
             if s.order > block.order && block.first <= s.boundary && s.boundary <= last {
                 self.xa.split_to(s.boundary, block.order, gfp)?;
             }
         }
-        if block.value != 0 && !split.iter().flatten().any(|s| s.contains(block)) {
-            self.xa.prepare_store(block.first, block.order, gfp)?;
+        if block.value == 0 || split.iter().flatten().any(|s| s.contains(block)) {
+            return Ok(None);
         }
-        Ok(())
+        let reserved = self.xa.prepare_store(block.first, block.order, gfp)?;
+        Ok(reserved.filter(|&r| r != (block.first, block.order)))
     }
 
     /// Undoes the preparation of the first `count` blocks of `runs`: merges
-    /// the split entries back, then releases the reservations.  Allocates
-    /// nothing.
-    fn undo(&self, runs: &[Run], count: usize, split: &[Option<Straddler>]) {
-        let (low, high) = (split[0], split[1].filter(|h| Some(*h) != split[0]));
-        for s in [low, high].iter().flatten() {
+    /// the split entries back, then releases the reservations, `grown`
+    /// included.  Allocates nothing.
+    fn undo(
+        &self,
+        runs: &[Run],
+        count: usize,
+        split: &[Option<Straddler>],
+        grown: Option<(usize, u32)>,
+    ) {
+        let high = split[1].filter(|h| !split[0].is_some_and(|l| l.same_entry(h)));
+        for s in [split[0], high].iter().flatten() {
             // The entry's node is still there, so this does not allocate.
             if let Err(e) = self
                 .xa
@@ -437,9 +458,9 @@ impl<'a> AttrStore<'a> {
         }
         for block in Blocks::new(runs).take(count).filter(|b| b.value != 0) {
             self.xa.release_block(block.first, block.order);
-            if block.first == 0 {
-                self.xa.release_block(1usize << block.order, 0);
-            }
+        }
+        if let Some((first, order)) = grown {
+            self.xa.release_block(first, order);
         }
     }
 }
