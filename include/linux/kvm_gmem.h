@@ -104,7 +104,6 @@ void kvm_gmem_shim_flush_remote_tlbs(struct kvm *kvm);
 /* Arch hooks (SEV-SNP); no-ops where the architecture has none. */
 int kvm_gmem_shim_arch_prepare(struct kvm *kvm, u64 gfn, u64 pfn, int order);
 void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn);
-bool kvm_gmem_shim_range_is_private(struct kvm *kvm, u64 start_gfn, u64 end_gfn);
 
 /* Memory attributes; the pre/post hooks are in kvm_main.c. */
 bool kvm_gmem_shim_has_private_mem(struct kvm *kvm);

@@ -254,12 +254,6 @@ impl Kvm {
         NonNull::new(slot).map(|s| unsafe { Memslot::from_raw(s) })
     }
 
-    /// Whether every gfn in `[start, end)` has the PRIVATE attribute.
-    pub(crate) fn range_is_private(self, start: u64, end: u64) -> bool {
-        // SAFETY: the VM is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_range_is_private(self.as_ptr(), start, end) }
-    }
-
     /// Whether the VM can have private memory (`kvm_arch_has_private_mem()`).
     pub(crate) fn has_private_mem(self) -> bool {
         // SAFETY: the VM is live (type invariant).

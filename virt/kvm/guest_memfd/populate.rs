@@ -19,6 +19,19 @@ pub(crate) type PostPopulate = unsafe extern "C" fn(
     opaque: *mut c_void,
 ) -> i32;
 
+/// Whether every gfn in `[start, end)` has the PRIVATE attribute.
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+fn range_is_private(kvm: Kvm, start: u64, end: u64) -> bool {
+    let private = range::KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    crate::attributes::range_has(kvm, start, end, private, private)
+}
+
+/// Without memory attributes no gfn is private.
+#[cfg(not(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES))]
+fn range_is_private(_kvm: Kvm, _start: u64, _end: u64) -> bool {
+    false
+}
+
 /// Populates up to `npages` pages from `start_gfn`, calling `post` on each.
 ///
 /// The caller holds `slots_lock`.  Returns the number of pages populated,
@@ -79,7 +92,7 @@ pub(crate) unsafe fn populate(
 
         ret = EINVAL.to_errno() as i64;
         let mut private = true;
-        while !kvm.range_is_private(gfn, gfn + (1u64 << order)) {
+        while !range_is_private(kvm, gfn, gfn + (1u64 << order)) {
             if order == 0 {
                 private = false;
                 break;

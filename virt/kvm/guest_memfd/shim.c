@@ -132,17 +132,6 @@ void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn)
 #endif
 }
 
-bool kvm_gmem_shim_range_is_private(struct kvm *kvm, u64 start_gfn, u64 end_gfn)
-{
-#ifdef CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES
-	return kvm_range_has_memory_attributes(kvm, start_gfn, end_gfn,
-					       KVM_MEMORY_ATTRIBUTE_PRIVATE,
-					       KVM_MEMORY_ATTRIBUTE_PRIVATE);
-#else
-	return false;
-#endif
-}
-
 bool kvm_gmem_shim_has_private_mem(struct kvm *kvm)
 {
 	return kvm_arch_has_private_mem(kvm);
