@@ -4,20 +4,12 @@
  * store of the Rust guest_memfd, as a KUnit suite.  Each test returns its
  * number of failed checks and logs them.
  */
-#include <kunit/test.h>
-
+#include "kunit_case.h"
 #include "attr_test.h"
 
-#define GMEM_RS_ATTR_CASE(name)						\
-static void name##_case(struct kunit *test)				\
-{									\
-	KUNIT_EXPECT_EQ_MSG(test, gmem_rs_test_##name(), 0,		\
-			    "failed checks are in the kernel log");	\
-}
-
-GMEM_RS_ATTR_CASE(attr_edges)
-GMEM_RS_ATTR_CASE(attr_random)
-GMEM_RS_ATTR_CASE(attr_atomic)
+GMEM_RS_CASE(attr_edges)
+GMEM_RS_CASE(attr_random)
+GMEM_RS_CASE(attr_atomic)
 
 static struct kunit_case gmem_rs_attr_store_cases[] = {
 	KUNIT_CASE(attr_edges_case),

@@ -4,16 +4,8 @@
  * Rust macro for declaring KUnit suites.  Each test returns its number of
  * failed checks and logs them.
  */
-#include <kunit/test.h>
-
+#include "kunit_case.h"
 #include "range_test.h"
-
-#define GMEM_RS_CASE(name)						\
-static void name##_case(struct kunit *test)				\
-{									\
-	KUNIT_EXPECT_EQ_MSG(test, gmem_rs_test_##name(), 0,		\
-			    "failed checks are in the kernel log");	\
-}
 
 GMEM_RS_CASE(create)
 GMEM_RS_CASE(fallocate)
