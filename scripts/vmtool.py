@@ -3,12 +3,12 @@
 """Boot the test kernel under QEMU/TCG and run things in it.
 
 Subcommands:
-  run [--impl=c|rust] [--timeout=S] -- BINARY [ARGS...]
+  run [--impl=c|rust] [--debug] [--timeout=S] -- BINARY [ARGS...]
       Run one static binary in the test kernel; print its output, exit with
       its exit code (see EXIT CODES).  scripts/vmrun is this subcommand.
-  selftests [--impl=c|rust] [--filter=SUBSTR]
+  selftests [--impl=c|rust] [--debug] [--filter=SUBSTR]
       Run the KVM selftests of tests/selftests.list in one boot.
-  kunit [--impl=c|rust] [GLOB]
+  kunit [--impl=c|rust] [--debug] [GLOB]
       Boot with KUnit enabled and report the built-in suites (GLOB filters).
   record NAME PASSED FAILED [DETAILS...]
       Record the outcome of a check that runs outside the VM (lint).
@@ -17,6 +17,9 @@ Subcommands:
 
 The guest's ttyS0 is the kernel console, ttyS1 the program's output and
 ttyS2 its exit status; logs of each boot are kept under build/vm/.
+--debug boots the debug variant of the kernel (scripts/build-kernel --debug:
+KASAN, kmemleak, DEBUG_VM, fault injection); its /init runs a kmemleak scan
+after the payload, and a reported leak fails the run like any other splat.
 
 EXIT CODES of `run`: the program's own exit code when the guest ran it to
 the end with a clean kernel log; 125 when the guest hung, panicked or never
@@ -87,23 +90,27 @@ class Boot:
     seconds: float
 
 
-def kernel_image(impl: str) -> Path:
-    out = CACHE / 'out' / f'x86_64-{impl}'
+def kernel_name(impl: str, debug: bool) -> str:
+    return impl + ('-debug' if debug else '')
+
+
+def kernel_image(impl: str, debug: bool) -> Path:
+    out = CACHE / 'out' / f'x86_64-{kernel_name(impl, debug)}'
     image = out / 'arch' / 'x86' / 'boot' / 'bzImage'
     if not image.exists():
         sys.exit(f'vmtool: no kernel at {image}; build it with '
-                 f'`scripts/build-kernel --impl={impl}`')
+                 f'`scripts/build-kernel --impl={impl}{" --debug" if debug else ""}`')
     return image
 
 
-def make_initramfs(impl: str, files: Dict[str, Path], cmd: Optional[List[str]],
+def make_initramfs(kname: str, files: Dict[str, Path], cmd: Optional[List[str]],
                    dest: Path) -> None:
     """Write a gzip'd cpio with busybox, /init and FILES under /payload.
 
     Uses the kernel's own usr/gen_init_cpio, so no root is needed for the
     device node.
     """
-    gen = CACHE / 'out' / f'x86_64-{impl}' / 'usr' / 'gen_init_cpio'
+    gen = CACHE / 'out' / f'x86_64-{kname}' / 'usr' / 'gen_init_cpio'
     spec = [
         'dir /dev 0755 0 0',
         'nod /dev/console 0600 0 0 c 5 1',
@@ -152,14 +159,15 @@ def find_splats(console: str) -> List[str]:
 
 
 def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
-         timeout: int, append: str = '', stream=None) -> Boot:
+         timeout: int, append: str = '', stream=None, debug: bool = False) -> Boot:
     """Boot the IMPL kernel, run CMD (in /payload) and collect the logs."""
+    kname = kernel_name(impl, debug)
     stamp = time.strftime('%Y%m%d-%H%M%S')
-    logdir = BUILD / 'vm' / f'{stamp}-{impl}-{name}'
+    logdir = BUILD / 'vm' / f'{stamp}-{kname}-{name}'
     logdir.mkdir(parents=True, exist_ok=True)
-    image = kernel_image(impl)
+    image = kernel_image(impl, debug)
     initrd = logdir / 'initramfs.cpio.gz'
-    make_initramfs(impl, files, cmd, initrd)
+    make_initramfs(kname, files, cmd, initrd)
     console, output, status = (logdir / n for n in ('console.log', 'output.log', 'status.log'))
     for f in (console, output, status):
         f.write_bytes(b'')
@@ -252,7 +260,7 @@ def cmd_run(args) -> int:
         sys.exit(f'vmrun: {binary} is not a file')
     files = {binary.name: binary.resolve()}
     b = boot(args.impl, 'run-' + binary.name, files, ['./' + binary.name] + args.argv[1:],
-             args.timeout, stream=sys.stdout.buffer)
+             args.timeout, stream=sys.stdout.buffer, debug=args.debug)
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
@@ -265,23 +273,25 @@ def cmd_run(args) -> int:
 KTAP_RE = re.compile(r'^(ok|not ok) (\d+) (.*?)(?: # (SKIP|TIMEOUT|exit=\d+).*)?$')
 
 
-def read_selftest_list(impl: str) -> List[List[str]]:
-    """The entries of tests/selftests.list for one implementation: a line
-    that starts with "@c" or "@rust" is only for that kernel."""
+def read_selftest_list(impl: str, debug: bool = False) -> List[List[str]]:
+    """The entries of tests/selftests.list for one kernel.  Leading @tags
+    limit a line: @c and @rust to that implementation, @debug to the debug
+    variant, @nodebug to the plain kernels; all of a line's tags must hold."""
+    have = {impl, 'debug' if debug else 'nodebug'}
     entries = []
     for line in (REPO / 'tests' / 'selftests.list').read_text().splitlines():
         fields = line.split('#', 1)[0].split()
-        if fields and fields[0].startswith('@'):
-            if fields[0][1:] != impl:
-                continue
-            fields = fields[1:]
-        if fields:
+        tags = set()
+        while fields and fields[0].startswith('@'):
+            tags.add(fields.pop(0)[1:])
+        if fields and tags <= have:
             entries.append(fields)
     return entries
 
 
 def cmd_selftests(args) -> int:
-    entries = [e for e in read_selftest_list(args.impl) if args.filter in ' '.join([e[0]] + e[2:])]
+    entries = [e for e in read_selftest_list(args.impl, args.debug)
+               if args.filter in ' '.join([e[0]] + e[2:])]
     if not entries:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
     files = {'run-kselftests': GUEST / 'run-kselftests'}
@@ -297,7 +307,8 @@ def cmd_selftests(args) -> int:
     files['tests.list'] = Path(lst.name)
     budget = sum(int(e[1]) + 15 for e in entries) + 120
     b = boot(args.impl, 'selftests', files, ['./run-kselftests', 'tests.list'], budget,
-             stream=sys.stdout.buffer if args.verbose else None)
+             stream=sys.stdout.buffer if args.verbose else None, debug=args.debug)
+    name = kernel_name(args.impl, args.debug)
     os.unlink(lst.name)
     passed = failed = skipped = 0
     details = []
@@ -316,24 +327,24 @@ def cmd_selftests(args) -> int:
             failed += 1
             verdict = 'FAIL' + (f' ({directive})' if directive else '')
         details.append({'test': tname, 'result': verdict})
-        print(f'    [{args.impl}] {verdict:<5} {tname}')
+        print(f'    [{name}] {verdict:<5} {tname}')
     missing = len(entries) - len(details)
     if missing > 0:
         failed += missing
         details.append({'test': f'{missing} selftest(s) without a result', 'result': 'FAIL'})
-        print(f'    [{args.impl}] FAIL  {missing} selftest(s) produced no result')
+        print(f'    [{name}] FAIL  {missing} selftest(s) produced no result')
     # The kernel log is a test of its own: any splat or VM failure fails it.
     if report_problems(b):
         failed += 1
         details.append({'test': 'kernel log clean', 'result': 'FAIL'})
-        print(f'    [{args.impl}] FAIL  kernel log clean / guest finished')
+        print(f'    [{name}] FAIL  kernel log clean / guest finished')
     else:
         passed += 1
         details.append({'test': 'kernel log clean', 'result': 'PASS'})
-        print(f'    [{args.impl}] PASS  kernel log clean ({b.seconds:.0f}s boot+run)')
+        print(f'    [{name}] PASS  kernel log clean ({b.seconds:.0f}s boot+run)')
     if failed:
         print(f'vmtool: selftest output in {b.logdir / "output.log"}', file=sys.stderr)
-    write_result(f'selftests-{args.impl}', passed, failed, skipped, details)
+    write_result(f'selftests-{name}', passed, failed, skipped, details)
     return 1 if failed else 0
 
 
@@ -374,7 +385,7 @@ def cmd_kunit(args) -> int:
     append = 'kunit.enable=1'
     if args.glob:
         append += f' kunit.filter_glob={args.glob}'
-    b = boot(args.impl, 'kunit', {}, None, args.timeout, append=append)
+    b = boot(args.impl, 'kunit', {}, None, args.timeout, append=append, debug=args.debug)
     parse = subprocess.run(
         [sys.executable, str(CACHE / 'src' / 'linux' / 'tools' / 'testing' / 'kunit' / 'kunit.py'),
          'parse', str(b.logdir / 'console.log')],
@@ -383,7 +394,8 @@ def cmd_kunit(args) -> int:
     if args.verbose:
         print(parse.stdout)
     bad = report_problems(b)
-    return record_kunit(f'kunit-qemu-{args.impl}', parse.stdout, 1 if bad else 0)
+    return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug)}', parse.stdout,
+                        1 if bad else 0)
 
 
 def cmd_kunit_record(args) -> int:
@@ -422,6 +434,8 @@ def main() -> int:
 
     def impl_arg(p):
         p.add_argument('--impl', choices=('c', 'rust'), default=os.environ.get('IMPL', 'rust'))
+        p.add_argument('--debug', action='store_true', default=os.environ.get('DEBUG') == '1',
+                       help='boot the debug variant (scripts/build-kernel --debug)')
 
     p = sub.add_parser('run')
     impl_arg(p)
