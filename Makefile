@@ -5,6 +5,8 @@
 #   make check                build and test everything; last line "N passed, N failed"
 #   make kernel IMPL=c|rust   build one kernel ($(GMEM_CACHE)/out/x86_64-<impl>)
 #   make selftest T=name      run selftests matching "name" in the test VM
+#   ... DEBUG=1               kernel, selftest, kunit-qemu: the debug variant
+#                             (KASAN, kmemleak, fault injection; x86_64-<impl>-debug)
 #   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
 #   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
@@ -14,7 +16,9 @@
 
 IMPL ?= rust
 IMPLS ?= c rust
-export IMPL IMPLS
+DEBUG ?= 0
+export IMPL IMPLS DEBUG
+KVARIANT := $(if $(filter 1,$(DEBUG)),--debug)
 
 .PHONY: run check bench setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
 
@@ -34,19 +38,19 @@ source: setup
 	@scripts/prepare-source
 
 kernel: source
-	@scripts/build-kernel --impl=$(IMPL)
+	@scripts/build-kernel --impl=$(IMPL) $(KVARIANT)
 
 selftests: source
 	@scripts/build-selftests
 
 selftest: kernel selftests
-	@python3 scripts/vmtool.py selftests --impl=$(IMPL) --verbose --filter="$(T)"
+	@python3 scripts/vmtool.py selftests --impl=$(IMPL) $(KVARIANT) --verbose --filter="$(T)"
 
 kunit-uml: source
 	@scripts/kunit-uml $(SUITE)
 
 kunit-qemu: kernel
-	@python3 scripts/vmtool.py kunit --impl=$(IMPL) --verbose $(SUITE)
+	@python3 scripts/vmtool.py kunit --impl=$(IMPL) $(KVARIANT) --verbose $(SUITE)
 
 lint: source
 	@scripts/build-kernel --impl=rust && scripts/lint --clippy

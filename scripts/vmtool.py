@@ -56,6 +56,10 @@ EXIT_SPLAT = 126
 BOOT_TIMEOUT = 180
 HEARTBEAT_TIMEOUT = 90
 
+# The debug kernels (KASAN, kmemleak) run several times slower under TCG:
+# the per-test timeouts of tests/selftests.list are scaled by this.
+DEBUG_SLOWDOWN = 3
+
 # Kernel log lines that fail a run whatever the program reported.
 SPLAT_RE = re.compile('|'.join([
     r'WARNING:',
@@ -296,6 +300,8 @@ def cmd_selftests(args) -> int:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
     files = {'run-kselftests': GUEST / 'run-kselftests'}
     lines = []
+    scale = DEBUG_SLOWDOWN if args.debug else 1
+    entries = [[path, str(int(tmo) * scale)] + targs for path, tmo, *targs in entries]
     for path, tmo, *targs in entries:
         host = CACHE / 'selftests' / path
         if not host.exists():
@@ -434,7 +440,7 @@ def main() -> int:
 
     def impl_arg(p):
         p.add_argument('--impl', choices=('c', 'rust'), default=os.environ.get('IMPL', 'rust'))
-        p.add_argument('--debug', action='store_true', default=os.environ.get('DEBUG') == '1',
+        p.add_argument('--debug', action='store_true',
                        help='boot the debug variant (scripts/build-kernel --debug)')
 
     p = sub.add_parser('run')
