@@ -33,6 +33,7 @@
  * shared one.  No call may hang, and the kernel log must stay clean.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -62,7 +63,7 @@
 #define CONV_OFF		(SZ_1M - SZ_64K)
 #define CONV_SIZE		SZ_128K
 
-#define SHARED(gpa)		(0x54a12ed000000000ull | (gpa))
+#define SHARED(gpa)		((uint64_t)0x54a12ed000000000ull | (gpa))
 
 /* A deletion blocked for this long is taken as stuck behind a pre-fault. */
 #define KICK_MS			100
@@ -231,6 +232,30 @@ static void kick_handler(int sig)
 {
 }
 
+/* Print the kernel stacks of this process's threads (if the kernel has them). */
+static void dump_stacks(void)
+{
+	char path[64], line[256];
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/task");
+	FILE *f;
+
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		ksft_print_msg("kernel stack of thread %s:\n", de->d_name);
+		while (fgets(line, sizeof(line), f))
+			ksft_print_msg("  %s", line);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Run one phase for @ms; kick the pre-faulting thread when needed. */
 static void watch(pthread_t prefaulter, struct phase *p, uint64_t ms)
 {
@@ -254,6 +279,8 @@ static void watch(pthread_t prefaulter, struct phase *p, uint64_t ms)
 		}
 		if (!del || !pf)
 			kicked_at = 0;
+		if (pf && now - pf >= HANG_MS * 1000000ull)
+			dump_stacks();
 		TEST_ASSERT(!pf || now - pf < HANG_MS * 1000000ull,
 			    "KVM_PRE_FAULT_MEMORY running for %lu ms (%s); kicked %lu ms ago",
 			    (now - pf) / 1000000,
