@@ -156,7 +156,8 @@ static enum outcome classify(int ret, int err, uint64_t before, uint64_t after)
 	case ENOENT: return RES_ENOENT;
 	case EFAULT: return RES_EFAULT;
 	case EAGAIN: return RES_EAGAIN;
-	case EINTR: return kick ? RES_EINTR : RES_BAD_ERRNO;
+	case EINTR:
+		return kick ? RES_EINTR : RES_BAD_ERRNO;
 	default: return RES_BAD_ERRNO;
 	}
 }
