@@ -10,13 +10,20 @@
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
 #   make bench [RUNS=5] [METRICS=list]  C vs Rust benchmark: table,
 #                             build/bench.json, build/bench.png (not in check)
+#   make fuzz [OPS=5000] [SEEDS=1+20]  C vs Rust differential fuzzing: the same
+#                             seeded guest_memfd call sequences on both kernels,
+#                             traces diffed (build/fuzz/; not in check)
 #   make clean / distclean    remove build/ / also the build cache
 
 IMPL ?= rust
 IMPLS ?= c rust
 export IMPL IMPLS
+# make fuzz: operations per seed and seeds (A,B,... or FIRST+COUNT); the
+# default is 100,000 operations on each kernel.
+OPS ?= 5000
+SEEDS ?= 1+20
 
-.PHONY: run check bench setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
+.PHONY: run check bench fuzz setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
 
 run:
 	@scripts/run
@@ -26,6 +33,9 @@ check:
 
 bench:
 	@scripts/bench
+
+fuzz: selftests
+	@scripts/fuzz --ops=$(OPS) --seeds=$(SEEDS)
 
 setup:
 	@scripts/setup-toolchain
