@@ -948,8 +948,8 @@ static uint64_t probe_target(struct fvm *vm)
 	struct mslot *s = random_slot(vm);
 	uint64_t gpa;
 
-	if (s && pct(80)) {
-		gpa = s->gpa + rn(s->size / 8) * 8;
+	if (s && pct(92)) {
+		gpa = s->gpa + rn(min(s->size, (uint64_t)WIN_SIZE) / 8) * 8;
 		if (gpa >= WIN_GPA && gpa < WIN_GPA + WIN_SIZE)
 			return gpa;
 	}
@@ -1157,7 +1157,7 @@ static void fill_host(void)
 	w = mmap(host, HOST_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	TEST_ASSERT(w == (void *)host, "mmap host buffer");
-	for (i = 0; i < HOST_SIZE / 8; i += 64)
+	for (i = 0; i < HOST_SIZE / 8; i++)
 		w[i] = 0xa500000000000000ull | (i * 8);
 }
 
