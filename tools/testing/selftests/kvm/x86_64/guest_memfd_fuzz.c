@@ -91,6 +91,7 @@ enum op {
 	OP_CHECK_EXT,
 	OP_PROBE,
 	OP_PREFAULT,
+	OP_SCAN,
 	NR_OPS,
 	/* OP_CREATE_VM of a VM with a vCPU, for a probe */
 	OP_CREATE_PROBE_VM = NR_OPS,
@@ -100,6 +101,7 @@ static const char * const op_names[NR_OPS] = {
 	"create_vm", "close_vm", "create_gmem", "close_gmem", "set_region",
 	"set_attr", "fallocate", "ftruncate", "rw", "mmap", "lseek", "fstat",
 	"fcntl", "ioctl", "check_ext", "probe", "prefault",
+	"scan",
 };
 
 /* Relative weights of the operations. */
@@ -121,6 +123,7 @@ static const int op_weights[NR_OPS] = {
 	[OP_CHECK_EXT] = 2,
 	[OP_PROBE] = 14,
 	[OP_PREFAULT] = 4,
+	[OP_SCAN] = 3,
 };
 
 struct mslot {
@@ -496,7 +499,10 @@ static void op_close_gmem(int op)
 /* A GPA for a memslot or an attribute range, mostly in the window. */
 static uint64_t rand_gpa(void)
 {
-	if (pct(80))
+	/* Half of them in the first 4 MiB, so that ranges overlap. */
+	if (pct(45))
+		return WIN_GPA + rn(SZ_4M / SZ_4K) * SZ_4K;
+	if (pct(60))
 		return WIN_GPA + rn(WIN_SIZE / SZ_4K) * SZ_4K;
 	if (pct(50))
 		return rn(1ull << 20) * SZ_4K;
@@ -744,7 +750,7 @@ static void op_fallocate(int op)
 			    FALLOC_FL_NO_HIDE_STALE | FALLOC_FL_KEEP_SIZE |
 			    FALLOC_FL_PUNCH_HOLE, rn(256));
 	if (pct(70))
-		offset = rn(min(g->size, (uint64_t)ALLOC_WINDOW) / SZ_4K) * SZ_4K;
+		offset = rn(min_t(uint64_t, g->size, ALLOC_WINDOW) / SZ_4K) * SZ_4K;
 	else if (pct(50))
 		offset = g->size - rn(16) * SZ_4K;
 	else
@@ -949,42 +955,48 @@ static uint64_t probe_target(struct fvm *vm)
 	uint64_t gpa;
 
 	if (s && pct(92)) {
-		gpa = s->gpa + rn(min(s->size, (uint64_t)WIN_SIZE) / 8) * 8;
+		gpa = s->gpa + rn(min_t(uint64_t, s->size, WIN_SIZE) / 8) * 8;
 		if (gpa >= WIN_GPA && gpa < WIN_GPA + WIN_SIZE)
 			return gpa;
 	}
 	return WIN_GPA + rn(WIN_SIZE / 8) * 8;
 }
 
-static void op_probe(int op, int index)
+enum probe_result {
+	PROBE_VALUE,	/* the guest read a value, *val */
+	PROBE_FAULT,	/* KVM_RUN failed with a memory fault exit */
+	PROBE_ERROR,	/* KVM_RUN failed otherwise */
+	PROBE_EXIT,	/* an unexpected exit */
+};
+
+/*
+ * The guest of @vm writes @wval to @gpa if @write, then reads @gpa; MMIO
+ * exits are completed with zeros.  Describes what happened with out().
+ */
+static enum probe_result probe_run(struct fvm *vm, uint64_t gpa, bool write,
+				   uint64_t wval, uint64_t *val)
 {
-	struct fvm *vm = random_probe_vm();
-	struct kvm_vcpu *vcpu;
-	struct kvm_run *run;
+	struct kvm_vcpu *vcpu = vm->vcpu;
+	struct kvm_run *run = vcpu->run;
 	struct kvm_regs regs;
 	int i, ret;
 
-	probe_gpa = probe_target(vm);
-	probe_write = pct(30);
-	probe_val = 0x5a00000000000000ull | ((uint64_t)index << 16) | vm->name;
-	out(" vm%d gpa=0x%lx", vm->name, probe_gpa);
-	if (probe_write)
-		out(" write=0x%lx", probe_val);
-	vcpu = vm->vcpu;
-	run = vcpu->run;
+	probe_gpa = gpa;
+	probe_write = write;
+	probe_val = wval;
 	sync_global_to_guest(vm->kv, probe_gpa);
 	sync_global_to_guest(vm->kv, probe_val);
 	sync_global_to_guest(vm->kv, probe_write);
 	vcpu_regs_set(vcpu, &vm->regs0);
-	out(" =");
 	for (i = 0; i < 4; i++) {
 		ret = __vcpu_run(vcpu);
 		if (ret) {
 			out(" -1 %s exit=%u", errname(errno), run->exit_reason);
-			if (run->exit_reason == KVM_EXIT_MEMORY_FAULT)
-				out(" mf=0x%llx/0x%llx/0x%llx", run->memory_fault.flags,
-				    run->memory_fault.gpa, run->memory_fault.size);
-			return;
+			if (run->exit_reason != KVM_EXIT_MEMORY_FAULT)
+				return PROBE_ERROR;
+			out(" mf=0x%llx/0x%llx/0x%llx", run->memory_fault.flags,
+			    run->memory_fault.gpa, run->memory_fault.size);
+			return PROBE_FAULT;
 		}
 		if (run->exit_reason == KVM_EXIT_MMIO) {
 			out(" mmio-%s@0x%llx/%u", run->mmio.is_write ? "w" : "r",
@@ -996,16 +1008,82 @@ static void op_probe(int op, int index)
 		}
 		if (run->exit_reason == KVM_EXIT_IO && run->io.port == PROBE_PORT) {
 			vcpu_regs_get(vcpu, &regs);
-			out(" val=0x%llx OK", regs.rsi);
-			op_ok[op]++;
-			return;
+			*val = regs.rsi;
+			out(" val=0x%lx", *val);
+			return PROBE_VALUE;
 		}
 		out(" exit=%u", run->exit_reason);
 		if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
 			out(":%u", run->internal.suberror);
-		return;
+		return PROBE_EXIT;
 	}
 	out(" loop");
+	return PROBE_EXIT;
+}
+
+static void op_probe(int op, int index)
+{
+	struct fvm *vm = random_probe_vm();
+	uint64_t gpa = probe_target(vm), val;
+	uint64_t wval = 0x5a00000000000000ull | ((uint64_t)index << 16) | vm->name;
+	bool write = pct(30);
+
+	out(" vm%d gpa=0x%lx", vm->name, gpa);
+	if (write)
+		out(" write=0x%lx", wval);
+	out(" =");
+	if (probe_run(vm, gpa, write, wval, &val) == PROBE_VALUE) {
+		out(" OK");
+		op_ok[op]++;
+	}
+}
+
+/*
+ * Reads one word of each of up to 64 consecutive pages of a memslot (or
+ * of the window): one letter per page, 0 for zero, h for the host's
+ * pattern, w for a value a guest wrote, v for another value, F for a
+ * private memory fault, E for another KVM_RUN error, X for an unexpected
+ * exit, and lower case m before it for an MMIO exit; then a hash of all
+ * the details.  Compares attributes and contents over whole ranges.
+ */
+static void op_scan(int op)
+{
+	struct fvm *vm = random_probe_vm();
+	struct mslot *s = random_slot(vm);
+	uint64_t gpa, end, val, h = 0xcbf29ce484222325ull;
+	char code[2 * 64 + 1];
+	int n = 0, saved, i, k;
+
+	gpa = probe_target(vm) & ~(SZ_4K - 1ull);
+	end = gpa + 16 * SZ_4K;
+	if (s && s->gpa >= WIN_GPA && s->gpa < WIN_GPA + WIN_SIZE && pct(80)) {
+		gpa = s->gpa;
+		end = s->gpa + s->size + (pct(20) ? SZ_4K : 0);
+	}
+	end = min_t(uint64_t, end, gpa + 64 * SZ_4K);
+	end = min_t(uint64_t, end, (WIN_GPA + WIN_SIZE));
+	gpa += rn(SZ_4K / 8) * 8;
+	out(" vm%d gpa=0x%lx pages=%lu =", vm->name, gpa, (end - gpa + SZ_4K - 1) / SZ_4K);
+	for (; gpa < end; gpa += SZ_4K) {
+		enum probe_result r;
+
+		saved = line_len;
+		r = probe_run(vm, gpa, false, 0, &val);
+		for (i = saved; i < line_len; i++)
+			h = (h ^ (uint8_t)line[i]) * 0x100000001b3ull;
+		if (strstr(line + saved, "mmio"))
+			code[n++] = 'm';
+		line_len = saved;
+		line[line_len] = 0;
+		if (r == PROBE_VALUE)
+			k = !val ? '0' : val >> 56 == 0xa5 ? 'h' : val >> 56 == 0x5a ? 'w' : 'v';
+		else
+			k = r == PROBE_FAULT ? 'F' : r == PROBE_ERROR ? 'E' : 'X';
+		code[n++] = k;
+	}
+	code[n] = 0;
+	out(" %s hash=%016lx OK", code, h);
+	op_ok[op]++;
 }
 
 static void op_prefault(int op)
@@ -1047,7 +1125,7 @@ static int choose_op(void)
 	}
 	if (!have_vm)
 		return OP_CREATE_VM;
-	if ((i == OP_PROBE || i == OP_PREFAULT) && !have_probe)
+	if ((i == OP_PROBE || i == OP_PREFAULT || i == OP_SCAN) && !have_probe)
 		return OP_CREATE_PROBE_VM;
 	if (i >= OP_CLOSE_GMEM && i <= OP_IOCTL && i != OP_SET_REGION &&
 	    i != OP_SET_ATTR && !have_gmem)
@@ -1115,6 +1193,9 @@ static void run_op(int index)
 		break;
 	case OP_PREFAULT:
 		op_prefault(op);
+		break;
+	case OP_SCAN:
+		op_scan(op);
 		break;
 	}
 	end_line();
