@@ -12,6 +12,10 @@
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
 #   make bench [RUNS=5] [METRICS=list]  C vs Rust benchmark: table,
 #                             build/bench.json, build/bench.png (not in check)
+#   make fuzz [OPS=5000] [SEEDS=1+20]  C vs Rust differential fuzzing: the same
+#                             seeded guest_memfd call sequences on both kernels,
+#                             traces diffed (build/fuzz/; make check runs a
+#                             smoke budget); DEBUG=1 uses the debug kernels
 #   make clean / distclean    remove build/ / also the build cache
 
 IMPL ?= rust
@@ -19,8 +23,12 @@ IMPLS ?= c rust
 DEBUG ?= 0
 export IMPL IMPLS DEBUG
 KVARIANT := $(if $(filter 1,$(DEBUG)),--debug)
+# make fuzz: operations per seed and seeds (A,B,... or FIRST+COUNT); the
+# default is 100,000 operations on each kernel.
+OPS ?= 5000
+SEEDS ?= 1+20
 
-.PHONY: run check bench setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
+.PHONY: run check bench fuzz setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
 
 run:
 	@scripts/run
@@ -30,6 +38,10 @@ check:
 
 bench:
 	@scripts/bench
+
+fuzz: selftests
+	@for impl in c rust; do scripts/build-kernel --impl=$$impl $(KVARIANT) || exit 1; done
+	@scripts/fuzz --ops=$(OPS) --seeds=$(SEEDS) $(KVARIANT)
 
 setup:
 	@scripts/setup-toolchain
