@@ -237,6 +237,17 @@ static void print_stats(const char *what, struct inject_stats *s)
 		       mode_names[mode], what, s->points, s->failed, s->absorbed);
 }
 
+/* Count a call that an injection made fail; it must fail with ENOMEM. */
+static void count_failure(struct inject_stats *s, int k, int err)
+{
+	s->failed++;
+	if (err != ENOMEM) {
+		ksft_print_msg("injection %d: %s, expected ENOMEM\n", k,
+			       strerror(err));
+		s->bad++;
+	}
+}
+
 /* -------- attribute model -------- */
 
 struct range {
@@ -639,12 +650,7 @@ static void test_create_gmem(void)
 			close(fd);
 			continue;
 		}
-		st.failed++;
-		if (err != ENOMEM) {
-			ksft_print_msg("injection %d: %s, expected ENOMEM\n", k,
-				       strerror(err));
-			st.bad++;
-		}
+		count_failure(&st, k, err);
 		if (count_fds() != fds) {
 			ksft_print_msg("injection %d: %d fds open, %d before\n", k,
 				       count_fds(), fds);
@@ -713,12 +719,7 @@ static void test_bind(void)
 				    "Deleting the memslot failed");
 			continue;
 		}
-		st.failed++;
-		if (err != ENOMEM) {
-			ksft_print_msg("injection %d: %s, expected ENOMEM\n", k,
-				       strerror(err));
-			st.bad++;
-		}
+		count_failure(&st, k, err);
 		/* Nothing half-done: the range binds elsewhere, the size holds. */
 		err = bind(SLOT_CHECK, check_gpa, hva, fd);
 		if (err || file_size(fd) != SZ_2M) {
@@ -770,12 +771,7 @@ static void test_fallocate(void)
 		if (!err) {
 			st.absorbed++;
 		} else {
-			st.failed++;
-			if (err != ENOMEM) {
-				ksft_print_msg("injection %d: %s, expected ENOMEM\n",
-					       k, strerror(err));
-				st.bad++;
-			}
+			count_failure(&st, k, err);
 			if (file_size(fd) != SZ_2M ||
 			    fallocate(fd, FALLOC_FL_KEEP_SIZE, off, size)) {
 				ksft_print_msg("injection %d: size 0x%lx, allocating again: %s\n",
