@@ -21,7 +21,7 @@
 IMPL ?= rust
 IMPLS ?= c rust
 DEBUG ?= 0
-export IMPL IMPLS DEBUG
+export IMPL IMPLS
 KVARIANT := $(if $(filter 1,$(DEBUG)),--debug)
 # make fuzz: operations per seed and seeds (A,B,... or FIRST+COUNT); the
 # default is 100,000 operations on each kernel.
