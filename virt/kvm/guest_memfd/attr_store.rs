@@ -32,6 +32,7 @@ use kernel::{
     alloc::Flags,
     error::code::EINVAL,
     prelude::*,
+    warn_on,
     xarray::{Slot, XArray, XaReader, XaValue},
 };
 
@@ -182,7 +183,8 @@ impl<'a> AttrStore<'a> {
         }
         if end - start == 1 {
             let value = match r.lookup(start) {
-                Slot::Entry { entry, .. } => entry.get(),
+                // The store never holds an entry for "no attributes".
+                Slot::Entry { entry, .. } if !warn_on!(entry.get() == 0) => entry.get(),
                 _ => 0,
             };
             return value & mask == attrs;
@@ -383,12 +385,13 @@ impl<'a> AttrStore<'a> {
             for block in Blocks::new(runs).filter(|b| (b.value == 0) == erase) {
                 let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
                 if let Err(e) = self.xa.store_block(block.first, block.order, entry, gfp) {
-                    // Cannot happen: the block was prepared.
+                    // Cannot happen: the block was prepared (C: KVM_BUG_ON).
                     pr_err!(
                         "attributes: store of {:#x}+2^{} failed ({e:?})\n",
                         block.first,
                         block.order
                     );
+                    warn_on!(true);
                 }
             }
         }
@@ -454,6 +457,7 @@ impl<'a> AttrStore<'a> {
                     s.first,
                     s.order
                 );
+                warn_on!(true);
             }
         }
         for block in Blocks::new(runs).take(count).filter(|b| b.value != 0) {

@@ -3,7 +3,7 @@
 //! The private-fault path: from a gfn of a bound memslot to the pfn of a
 //! zeroed, prepared page (`kvm_gmem_get_pfn()`), and its use by populate.
 
-use kernel::{folio::LockedFolio, fs::file::File, prelude::*};
+use kernel::{folio::LockedFolio, fs::file::File, prelude::*, warn_on};
 
 use crate::{
     gmem_file::GmemFile,
@@ -30,10 +30,16 @@ pub(crate) struct Found {
 /// and allocation errors.
 pub(crate) fn find(file: &File, slot: Memslot, index: usize) -> Result<Found> {
     if slot.file() != file.as_raw() {
+        // The slot was unbound (its file pointer cleared) since the caller
+        // took the file; any other file is a bug.
+        warn_on!(!slot.file().is_null());
         return Err(EFAULT);
     }
     let gmem = GmemFile::of(file).ok_or(EFAULT)?;
-    if gmem.bindings.load(index) != Some(slot.as_non_null()) {
+    let bound = gmem.bindings.load(index);
+    if bound != Some(slot.as_non_null()) {
+        // The index may be unbound, but never bound to another slot.
+        warn_on!(bound.is_some());
         return Err(EIO);
     }
     let folio = file.mapping().grab_folio(index)?;
@@ -55,6 +61,9 @@ pub(crate) fn prepare(kvm: Kvm, slot: Memslot, index: usize, folio: &LockedFolio
     folio.zero();
 
     let order = folio.order();
+    // Memslot creation checks that the file offset is aligned to the
+    // largest folio the guest_memfd can hold.
+    warn_on!(slot.pgoff() & ((1u64 << order) - 1) != 0);
     let index = index & !((1usize << order) - 1);
     let pfn = folio.file_pfn(index);
     let first_gfn = range::index_to_gfn(slot.base_gfn(), slot.pgoff(), index);

@@ -19,6 +19,7 @@ use kernel::{
     fs::file::{self, flags, File, FileOperations},
     prelude::*,
     types::ARef,
+    warn_on,
 };
 
 #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
@@ -98,9 +99,8 @@ pub(crate) fn create_file(gmem: *mut GmemFile, size: i64, gmem_flags: u64) -> Re
     let mapping = file.mapping();
     mapping.set_gfp_mask(GFP_HIGHUSER);
     mapping.set_inaccessible();
-    if !mapping.unevictable() {
-        pr_warn!("unmovable mapping is not unevictable\n");
-    }
+    // Unmovable mappings are supposed to be unevictable as well.
+    warn_on!(!mapping.unevictable());
     Ok(file)
 }
 
@@ -383,6 +383,8 @@ extern "C" fn gmem_migrate_folio(
     _src: *mut bindings::folio,
     _mode: bindings::migrate_mode,
 ) -> c_int {
+    // The mapping is unmovable: migration never picks its folios.
+    warn_on!(true);
     EINVAL.to_errno()
 }
 

@@ -10,6 +10,7 @@ use kernel::{
     filemap::Mapping,
     fs::file::{FdReservation, File},
     prelude::*,
+    warn_on,
     xarray::{AllocFlags, XArray},
 };
 
@@ -156,7 +157,7 @@ impl GmemFile {
             index = folio.next_index();
             drop(folio);
             // 64-bit only: the index cannot wrap.
-            if index == 0 {
+            if warn_on!(index == 0) {
                 break;
             }
             ffi::cond_resched();

@@ -4,7 +4,7 @@
 //! before launch (SEV-SNP `SNP_LAUNCH_UPDATE`).
 
 use core::ffi::c_void;
-use kernel::{bindings, fs::file::File, prelude::*};
+use kernel::{bindings, fs::file::File, prelude::*, warn_on};
 
 use crate::{fault, kvm::Kvm, range};
 
@@ -89,6 +89,7 @@ pub(crate) unsafe fn populate(
         }
         let mut order = found.max_order;
         let folio = found.folio.unlock();
+        warn_on!(gfn & ((1u64 << order) - 1) != 0 || npages - i < 1i64 << order);
 
         ret = EINVAL.to_errno() as i64;
         let mut private = true;
