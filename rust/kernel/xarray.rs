@@ -230,15 +230,19 @@ impl BitOr for AllocFlags {
 /// use core::ptr::NonNull;
 /// use kernel::xarray::{AllocFlags, XArray};
 ///
-/// let objects = KVec::from_elem(0u64, 4, GFP_KERNEL)?;
+/// let mut objects = KVec::new();
+/// for v in [10u64, 11, 12, 13] {
+///     objects.push(v, GFP_KERNEL)?;
+/// }
 /// let xa = KBox::pin_init(XArray::<NonNull<u64>>::new(AllocFlags::ACCOUNT), GFP_KERNEL)?;
-/// for (i, o) in objects.iter().enumerate() {
+/// for (i, o) in objects.iter_mut().enumerate() {
 ///     xa.store(i * 10, NonNull::from(o), GFP_KERNEL_ACCOUNT)?;
 /// }
 /// assert_eq!(xa.load(20), Some(NonNull::from(&objects[2])));
 /// assert_eq!(xa.find(21, usize::MAX), Some((30, NonNull::from(&objects[3]))));
+/// // Dropping the array frees its nodes only: the objects stay as they were.
 /// drop(xa);
-/// assert_eq!(objects.len(), 4);
+/// assert_eq!(&objects[..], &[10, 11, 12, 13]);
 /// # Ok::<(), Error>(())
 /// ```
 #[pin_data(PinnedDrop)]

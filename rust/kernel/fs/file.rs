@@ -292,9 +292,12 @@ impl File {
 ///     unsafe { core::mem::zeroed() },
 /// );
 ///
-/// // SAFETY: `FOPS` was not used yet, and no other thread uses it.
-/// unsafe { FOPS.set_owner(core::ptr::null_mut()) };
 /// assert!(FOPS.as_raw().owner.is_null());
+/// // A module of our own: the table is never given to C code, so its owner is never used.
+/// let owner = core::ptr::NonNull::<kernel::bindings::module>::dangling().as_ptr();
+/// // SAFETY: `FOPS` was not used yet, and no other thread uses it.
+/// unsafe { FOPS.set_owner(owner) };
+/// assert_eq!(FOPS.as_raw().owner, owner);
 /// assert!(FOPS.as_raw().release.is_none());
 /// ```
 #[repr(transparent)]
