@@ -12,6 +12,13 @@ Subcommands:
       Boot with KUnit enabled and report the built-in suites (GLOB filters).
   record NAME PASSED FAILED [DETAILS...]
       Record the outcome of a check that runs outside the VM (lint).
+  expect NAME...
+      Declare results that make check must produce; the verdict fails on
+      each one that is missing.
+  step-failed NAME STATUS [WHAT]
+      A step exited with STATUS: unless its result already shows a
+      failure, record one (a step that died before writing its result
+      must not pass).
   verdict
       Sum build/results/*.json and print the closing "N passed, N failed".
 
@@ -24,8 +31,12 @@ after the payload, and a reported leak fails the run like any other splat.
 EXIT CODES of `run`: the program's own exit code when the guest ran it to
 the end with a clean kernel log; 125 when the guest hung, panicked or never
 reported a status (a guest is hung when it does not boot within 3 minutes,
-or when its heartbeat stops for 90 s); 126 when the kernel log holds an oops, BUG, WARN,
-lockdep, KASAN, hung-task or similar report (after printing it).
+or when its heartbeat stops for 90 s), or, with --precise-clock, when the
+guest's clock was coarse; 126 when the kernel log holds an oops, BUG, WARN,
+lockdep, KASAN, UBSAN, hung-task or similar report, when the kernel ended
+tainted (other than by KUnit's TAINT_TEST), when lockdep switched itself off,
+or when a kernel with kmemleak did not complete its leak scan (after
+printing it).
 """
 
 import argparse
@@ -38,13 +49,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get('GMEM_CACHE', Path.home() / '.cache' / 'gmem-rs'))
 BUILD = REPO / 'build'
 RESULTS = BUILD / 'results'
+EXPECTED = RESULTS / 'expected.txt'
 GUEST = REPO / 'scripts' / 'guest'
 
 EXIT_VM_FAILURE = 125
@@ -71,14 +84,28 @@ SPLAT_RE = re.compile('|'.join([
     r'Call Trace:',
     r'INFO: task .* blocked for more than',
     r'INFO: rcu_\w+ (self-)?detected stall',
+    r'rcu_\w+ detected expedited stalls',
     r'possible (circular|recursive) locking',
     r'inconsistent lock state',
     r'suspicious RCU usage',
     r'KASAN:',
     r'UBSAN:',
     r'kmemleak: \d+ new suspected',
+    # kmemleak that stopped tracking cannot find leaks any more.
+    r'kmemleak: .*disabled',
+    r'Cannot allocate a kmemleak_object',
+    r'vmrun: kmemleak scan failed',
     r'list_(add|del) corruption',
 ]))
+
+# TAINT_* flags (include/linux/panic.h) by bit, as /proc/sys/kernel/tainted
+# and the "Tainted:" line of a report spell them.  KUnit sets TAINT_TEST
+# whenever it runs a suite; any other taint fails the boot.
+TAINT_LETTERS = 'PFSRMBUDAWCIOELKXTN'
+TAINT_TEST = 18
+
+# What the guest's /init reports at the end of a boot (scripts/guest/init).
+END_RE = re.compile(r'vmrun: (tainted|debug_locks|clocksource|kmemleak) (\S+)')
 
 
 @dataclasses.dataclass
@@ -92,19 +119,39 @@ class Boot:
     output: str
     splats: List[str]
     seconds: float
+    # Problems of the kernel's state at the end (taint, lockdep off, no leak
+    # scan), which fail the boot like splats.
+    state: List[str] = dataclasses.field(default_factory=list)
+    clock: Optional[str] = None
 
 
 def kernel_name(impl: str, debug: bool) -> str:
     return impl + ('-debug' if debug else '')
 
 
+def kernel_dir(impl: str, debug: bool) -> Path:
+    return CACHE / 'out' / f'x86_64-{kernel_name(impl, debug)}'
+
+
 def kernel_image(impl: str, debug: bool) -> Path:
-    out = CACHE / 'out' / f'x86_64-{kernel_name(impl, debug)}'
-    image = out / 'arch' / 'x86' / 'boot' / 'bzImage'
+    image = kernel_dir(impl, debug) / 'arch' / 'x86' / 'boot' / 'bzImage'
     if not image.exists():
         sys.exit(f'vmtool: no kernel at {image}; build it with '
                  f'`scripts/build-kernel --impl={impl}{" --debug" if debug else ""}`')
     return image
+
+
+def kernel_config(impl: str, debug: bool) -> Dict[str, str]:
+    """The CONFIG_* options that are set in a built kernel."""
+    opts = {}
+    try:
+        for line in (kernel_dir(impl, debug) / '.config').read_text().splitlines():
+            if line.startswith('CONFIG_') and '=' in line:
+                key, val = line.split('=', 1)
+                opts[key] = val
+    except OSError:
+        pass
+    return opts
 
 
 def make_initramfs(kname: str, files: Dict[str, Path], cmd: Optional[List[str]],
@@ -162,6 +209,63 @@ def find_splats(console: str) -> List[str]:
     return [line for line in console.splitlines() if SPLAT_RE.search(line)]
 
 
+def end_report(console: str) -> Dict[str, str]:
+    """The values /init printed at the end of the boot (last one wins)."""
+    return {m.group(1): m.group(2) for m in END_RE.finditer(console)}
+
+
+def taint_names(value: int) -> str:
+    return ','.join(TAINT_LETTERS[b] if b < len(TAINT_LETTERS) else f'bit{b}'
+                    for b in range(value.bit_length()) if value >> b & 1)
+
+
+def state_problems(console: str, lockdep: bool, kmemleak: bool) -> List[str]:
+    """Problems with the kernel's state at the end of a boot that reported
+    an exit status: a taint other than TAINT_TEST, lockdep switched off
+    (debug_locks 0) on a kernel with lockdep, and, on a kernel with
+    kmemleak, a leak scan that did not run to its end."""
+    end = end_report(console)
+    problems = []
+    taint = end.get('tainted')
+    if taint is None or not taint.isdigit():
+        problems.append('the guest did not report its kernel taint')
+    elif int(taint) & ~(1 << TAINT_TEST):
+        t = int(taint) & ~(1 << TAINT_TEST)
+        problems.append(f'kernel tainted: {taint} ({taint_names(t)})')
+    if lockdep:
+        dl = end.get('debug_locks')
+        if dl is None or not dl.isdigit():
+            problems.append('the guest did not report lockdep\'s debug_locks')
+        elif dl == '0':
+            problems.append('lockdep switched itself off (debug_locks 0)')
+    if kmemleak and end.get('kmemleak') != 'done':
+        problems.append('kmemleak: the leak scan did not complete '
+                        f'({end.get("kmemleak", "no scan")})')
+    return problems
+
+
+# Clock sources that read in nanoseconds under TCG; jiffies-based ones tick
+# every few milliseconds.
+PRECISE_CLOCKS = ('tsc', 'tsc-early')
+
+
+def clock_problem(console: str) -> Optional[str]:
+    """Why the guest's clock was coarse, or None if it was precise all along.
+
+    Under a busy host the guest's clocksource watchdog can find the TSC
+    "unstable" and fall back to jiffies (4 ms resolution); the boot's
+    cmdline has tsc=reliable against that, and this checks it held."""
+    for line in console.splitlines():
+        if 'Marking clocksource' in line and 'unstable' in line:
+            return line.strip()
+    src = end_report(console).get('clocksource')
+    if src is None:
+        return 'the guest did not report its clocksource'
+    if src not in PRECISE_CLOCKS:
+        return f'coarse clocksource {src}'
+    return None
+
+
 def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
          timeout: int, append: str = '', stream=None, debug: bool = False) -> Boot:
     """Boot the IMPL kernel, run CMD (in /payload) and collect the logs."""
@@ -170,12 +274,15 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
     logdir = BUILD / 'vm' / f'{stamp}-{kname}-{name}'
     logdir.mkdir(parents=True, exist_ok=True)
     image = kernel_image(impl, debug)
+    config = kernel_config(impl, debug)
     initrd = logdir / 'initramfs.cpio.gz'
     make_initramfs(kname, files, cmd, initrd)
     console, output, status = (logdir / n for n in ('console.log', 'output.log', 'status.log'))
     for f in (console, output, status):
         f.write_bytes(b'')
-    cmdline = 'console=ttyS0 panic=-1 rdinit=/init kunit.enable=0 '
+    # tsc=reliable: the TSC of a TCG guest follows the host's clock; only
+    # the watchdog's reference clocks lag when the host is busy.
+    cmdline = 'console=ttyS0 panic=-1 rdinit=/init kunit.enable=0 tsc=reliable '
     khz = host_tsc_khz()
     if khz:
         cmdline += f'tsc_early_khz={khz} '
@@ -231,7 +338,12 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
             problem = 'guest panicked'
         else:
             problem = f'guest stopped without reporting an exit status (qemu exit {proc.returncode})'
-    return Boot(name, logdir, exit_code, problem, con, out, find_splats(con), seconds)
+    state = []
+    if exit_code is not None:
+        state = state_problems(con, config.get('CONFIG_PROVE_LOCKING') == 'y',
+                               config.get('CONFIG_DEBUG_KMEMLEAK') == 'y')
+    return Boot(name, logdir, exit_code, problem, con, out, find_splats(con), seconds,
+                state, clock_problem(con))
 
 
 def report_problems(b: Boot) -> bool:
@@ -248,14 +360,40 @@ def report_problems(b: Boot) -> bool:
         for line in b.splats[:20]:
             print('    ' + line, file=sys.stderr)
         bad = True
+    for what in b.state:
+        print(f'vmtool: {what}; full log: {b.logdir / "console.log"}', file=sys.stderr)
+        bad = True
     return bad
 
 
-def write_result(name: str, passed: int, failed: int, skipped: int, details: list) -> None:
+def write_result(name: str, passed: int, failed: int, skipped: int, details: list,
+                 tests: Optional[List[str]] = None) -> None:
+    """Record one check's outcome in build/results/NAME.json.  TESTS names
+    the tests that ran (the same test run on several kernels has one name),
+    so that the verdict can tell unique tests from repeated runs."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f'{name}.json').write_text(json.dumps(
-        {'name': name, 'passed': passed, 'failed': failed, 'skipped': skipped,
-         'details': details}, indent=1))
+    r = {'name': name, 'passed': passed, 'failed': failed, 'skipped': skipped,
+         'details': details}
+    if tests is not None:
+        r['tests'] = tests
+    (RESULTS / f'{name}.json').write_text(json.dumps(r, indent=1))
+
+
+def record_failure(name: str, what: str) -> None:
+    """Make sure result NAME shows a failure: add one, with WHAT, to the
+    result if it has none (or create it)."""
+    path = RESULTS / f'{name}.json'
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, ValueError):
+        r = None
+    if r is not None and r.get('failed', 0) > 0:
+        return
+    if r is None:
+        write_result(name, 0, 1, 0, [what])
+    else:
+        write_result(name, r.get('passed', 0), 1, r.get('skipped', 0),
+                     list(r.get('details', [])) + [what], r.get('tests'))
 
 
 def cmd_run(args) -> int:
@@ -268,91 +406,225 @@ def cmd_run(args) -> int:
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
-    if b.splats and not args.allow_splats:
+    if (b.splats or b.state) and not args.allow_splats:
         report_problems(b)
         return EXIT_SPLAT
+    if args.precise_clock and b.clock:
+        print(f'vmrun: the guest clock was coarse: {b.clock}; timings refused',
+              file=sys.stderr)
+        return EXIT_VM_FAILURE
     return b.exit_code
 
 
-KTAP_RE = re.compile(r'^(ok|not ok) (\d+) (.*?)(?: # (SKIP|TIMEOUT|exit=\d+).*)?$')
+# ---------------------------------------------------------------------------
+# tests/selftests.list
+
+# Tags of tests/selftests.list.  @c/@rust/@debug/@nodebug limit a line to
+# kernels; @fuzz marks a program that scripts/fuzz runs (no kernel has the
+# tag); @may-skip lets a test skip.
+KERNEL_TAGS = {'c', 'rust', 'debug', 'nodebug', 'fuzz'}
+TAGS = KERNEL_TAGS | {'may-skip'}
 
 
-def read_selftest_list(impl: str, debug: bool = False) -> List[List[str]]:
-    """The entries of tests/selftests.list for one kernel.  Leading @tags
-    limit a line: @c and @rust to that implementation, @debug to the debug
-    variant, @nodebug to the plain kernels; all of a line's tags must hold."""
+class ListError(Exception):
+    """A malformed line of tests/selftests.list."""
+
+
+@dataclasses.dataclass
+class Entry:
+    """One line of tests/selftests.list."""
+    path: str
+    timeout: int
+    args: List[str]
+    may_skip: bool = False
+
+    @property
+    def name(self) -> str:
+        """The test's name in the runner's KTAP output."""
+        return ' '.join([Path(self.path).name] + self.args)
+
+
+def parse_selftest_list(text: str, impl: str, debug: bool = False,
+                        where: str = 'tests/selftests.list') -> List[Entry]:
+    """The entries of a selftest list for one kernel.  Leading @tags limit
+    a line: @c and @rust to that implementation, @debug to the debug
+    variant, @nodebug to the plain kernels; all of a line's kernel tags must
+    hold.  @may-skip lets the test skip (exit 4, or ksft skips inside the
+    program); without it a skip fails.  An unknown tag is an error, not a
+    line that silently never runs."""
     have = {impl, 'debug' if debug else 'nodebug'}
     entries = []
-    for line in (REPO / 'tests' / 'selftests.list').read_text().splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         fields = line.split('#', 1)[0].split()
         tags = set()
         while fields and fields[0].startswith('@'):
             tags.add(fields.pop(0)[1:])
-        if fields and tags <= have:
-            entries.append(fields)
+        unknown = tags - TAGS
+        if unknown:
+            raise ListError(f'{where}:{n}: unknown tag(s) '
+                            f'{", ".join("@" + t for t in sorted(unknown))}')
+        if not fields:
+            if tags:
+                raise ListError(f'{where}:{n}: tags without a test')
+            continue
+        if len(fields) < 2 or not fields[1].isdigit():
+            raise ListError(f'{where}:{n}: expected "<path> <timeout> [args...]"')
+        if (tags & KERNEL_TAGS) <= have:
+            entries.append(Entry(fields[0], int(fields[1]), fields[2:], 'may-skip' in tags))
     return entries
 
 
+def read_selftest_list(impl: str, debug: bool = False) -> List[Entry]:
+    path = REPO / 'tests' / 'selftests.list'
+    return parse_selftest_list(path.read_text(), impl, debug)
+
+
+# ---------------------------------------------------------------------------
+# The in-guest runner's output (scripts/guest/run-kselftests)
+
+KTAP_RE = re.compile(r'^(ok|not ok) (\d+) (.*?)(?: # (SKIP|TIMEOUT|exit=\d+).*)?$')
+SECTION_RE = re.compile(r'^# selftest: (.*)$')
+# Skips inside a program, in its own output (which the runner prefixes
+# with "# "): ksft_test_result_skip() and ksft_exit_skip() ("ok N # SKIP",
+# "1..0 # SKIP"), the KVM library's print_skip() (", skipping test", also
+# TEST_ASSERT's EACCES path) and the upstream tests' "Skipping tests for".
+INNER_SKIP_RE = re.compile(r'^(ok \d+ .*# SKIP|ok \d+ # SKIP|1\.\.0 # SKIP)'
+                           r'|skipping test|Skipping tests? for', re.IGNORECASE)
+TOTALS_RE = re.compile(r'^# Totals: .*\bskip:(\d+)')
+
+
+@dataclasses.dataclass
+class SelftestResult:
+    name: str
+    verdict: str          # PASS, FAIL or SKIP
+    reason: str = ''
+    inner_skips: int = 0
+    skip_lines: List[str] = dataclasses.field(default_factory=list)
+
+
+def count_inner_skips(lines: Iterable[str]) -> Tuple[int, List[str]]:
+    """Skips reported inside one program's output: the larger of the skip
+    lines seen and the skip count of a ksft "Totals" line."""
+    seen, totals = [], 0
+    for line in lines:
+        if INNER_SKIP_RE.search(line):
+            seen.append(line)
+        m = TOTALS_RE.match(line)
+        if m:
+            totals = max(totals, int(m.group(1)))
+    return max(len(seen), totals), seen
+
+
+def parse_selftests(output: str, entries: List[Entry]) -> List[SelftestResult]:
+    """Results of one selftests boot.  A test that skipped (exit 4, or
+    skips inside the program) fails unless its list line has @may-skip; an
+    entry without a KTAP line fails; so does a result for no entry."""
+    by_name = {e.name: e for e in entries}
+    results, inner, seen = [], [], set()
+    for line in output.splitlines():
+        if SECTION_RE.match(line):
+            inner = []
+            continue
+        m = KTAP_RE.match(line)
+        if not m:
+            if line.startswith('# '):
+                inner.append(line[2:])
+            continue
+        status, _, name, directive = m.groups()
+        nskips, skip_lines = count_inner_skips(inner)
+        inner = []
+        entry = by_name.get(name)
+        r = SelftestResult(name, 'PASS', inner_skips=nskips, skip_lines=skip_lines)
+        if entry is None:
+            r.verdict, r.reason = 'FAIL', 'result for a test that is not in the list'
+        elif name in seen:
+            r.verdict, r.reason = 'FAIL', 'second result for the same test'
+        elif status != 'ok':
+            r.verdict, r.reason = 'FAIL', directive or 'failed'
+        elif directive == 'SKIP' or nskips:
+            what = 'skipped (exit 4)' if directive == 'SKIP' else f'{nskips} skip(s) inside'
+            if entry.may_skip:
+                r.verdict = 'SKIP' if directive == 'SKIP' else 'PASS'
+                r.reason = what + ', allowed by @may-skip'
+            else:
+                r.verdict, r.reason = 'FAIL', what + ' without @may-skip'
+        seen.add(name)
+        results.append(r)
+    for e in entries:
+        if e.name not in seen:
+            results.append(SelftestResult(e.name, 'FAIL', 'no result (runner died?)'))
+    return results
+
+
 def cmd_selftests(args) -> int:
+    name = kernel_name(args.impl, args.debug)
     entries = [e for e in read_selftest_list(args.impl, args.debug)
-               if args.filter in ' '.join([e[0]] + e[2:])]
+               if args.filter in e.name]
     if not entries:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
     files = {'run-kselftests': GUEST / 'run-kselftests'}
     lines = []
     scale = DEBUG_SLOWDOWN if args.debug else 1
-    entries = [[path, str(int(tmo) * scale)] + targs for path, tmo, *targs in entries]
-    for path, tmo, *targs in entries:
-        host = CACHE / 'selftests' / path
+    for e in entries:
+        host = CACHE / 'selftests' / e.path
         if not host.exists():
             sys.exit(f'vmtool: {host} missing; run scripts/build-selftests')
         files[host.name] = host
-        lines.append(' '.join([host.name, tmo] + targs))
+        lines.append(' '.join([host.name, str(e.timeout * scale)] + e.args))
     with tempfile.NamedTemporaryFile('w', suffix='.list', delete=False) as lst:
         lst.write('\n'.join(lines) + '\n')
     files['tests.list'] = Path(lst.name)
-    budget = sum(int(e[1]) + 15 for e in entries) + 120
+    budget = sum(e.timeout * scale + 15 for e in entries) + 120
     b = boot(args.impl, 'selftests', files, ['./run-kselftests', 'tests.list'], budget,
              stream=sys.stdout.buffer if args.verbose else None, debug=args.debug)
-    name = kernel_name(args.impl, args.debug)
     os.unlink(lst.name)
-    passed = failed = skipped = 0
+    return judge_selftests(name, b, entries)
+
+
+def judge_selftests(name: str, b: Boot, entries: List[Entry]) -> int:
+    """Record the result of selftests boot B of kernel NAME: one result per
+    list entry, and "kernel log clean" for the boot itself."""
+    passed = failed = skipped = inner_skips = 0
     details = []
-    for line in b.output.splitlines():
-        m = KTAP_RE.match(line)
-        if not m:
-            continue
-        status, _, tname, directive = m.groups()
-        if status == 'ok' and directive == 'SKIP':
-            skipped += 1
-            verdict = 'SKIP'
-        elif status == 'ok':
-            passed += 1
-            verdict = 'PASS'
-        else:
-            failed += 1
-            verdict = 'FAIL' + (f' ({directive})' if directive else '')
-        details.append({'test': tname, 'result': verdict})
-        print(f'    [{name}] {verdict:<5} {tname}')
-    missing = len(entries) - len(details)
-    if missing > 0:
-        failed += missing
-        details.append({'test': f'{missing} selftest(s) without a result', 'result': 'FAIL'})
-        print(f'    [{name}] FAIL  {missing} selftest(s) produced no result')
-    # The kernel log is a test of its own: any splat or VM failure fails it.
+    for r in parse_selftests(b.output, entries):
+        passed += r.verdict == 'PASS'
+        failed += r.verdict == 'FAIL'
+        skipped += r.verdict == 'SKIP'
+        inner_skips += r.inner_skips
+        d = {'test': r.name, 'result': r.verdict}
+        if r.reason:
+            d['reason'] = r.reason
+        if r.inner_skips:
+            d['inner_skips'] = r.inner_skips
+        details.append(d)
+        print(f'    [{name}] {r.verdict:<5} {r.name}' + (f'  ({r.reason})' if r.reason else ''))
+        for line in r.skip_lines[:5]:
+            print(f'    [{name}]         skip: {line}')
+    if inner_skips:
+        print(f'    [{name}] {inner_skips} skip(s) inside the programs')
+    # The kernel log is a test of its own: any splat, bad end state or VM
+    # failure fails it.
     if report_problems(b):
         failed += 1
-        details.append({'test': 'kernel log clean', 'result': 'FAIL'})
+        details.append({'test': 'kernel log clean', 'result': 'FAIL',
+                        'reason': '; '.join(filter(None, [b.problem] + b.state
+                                                   + b.splats[:3]))})
         print(f'    [{name}] FAIL  kernel log clean / guest finished')
     else:
         passed += 1
         details.append({'test': 'kernel log clean', 'result': 'PASS'})
         print(f'    [{name}] PASS  kernel log clean ({b.seconds:.0f}s boot+run)')
+    if b.clock:
+        print(f'    [{name}] note: guest clock coarse: {b.clock}')
     if failed:
         print(f'vmtool: selftest output in {b.logdir / "output.log"}', file=sys.stderr)
-    write_result(f'selftests-{name}', passed, failed, skipped, details)
+    tests = [f'selftest:{e.name}' for e in entries] + [f'kernel-log:{name}']
+    write_result(f'selftests-{name}', passed, failed, skipped, details, tests)
     return 1 if failed else 0
 
+
+# ---------------------------------------------------------------------------
+# KUnit
 
 SUMMARY_RE = re.compile(r'Testing complete\. Ran (\d+) tests?:?(.*)')
 
@@ -370,44 +642,136 @@ def kunit_counts(text: str):
     return counts
 
 
-def record_kunit(name: str, text: str, extra_failures: int = 0) -> int:
+def kunit_cases(tree: dict, prefix: str = '') -> List[Tuple[str, str, str]]:
+    """(suite, case, status) of every test case in kunit.py's JSON; a
+    parameterised case's parameters count as cases."""
+    cases = []
+    if not prefix:
+        # A suite that ran no case of its own shows up as a bare case.
+        for case in tree.get('test_cases', []):
+            cases.append((case.get('name', '?'), '', case.get('status', 'FAIL')))
+    for group in tree.get('sub_groups', []):
+        name = group.get('name', '?')
+        suite = prefix or name
+        for case in group.get('test_cases', []):
+            cases.append((suite, case.get('name', '?'), case.get('status', 'FAIL')))
+        cases += kunit_cases(group, suite)
+    return cases
+
+
+def expected_suites(target: str, glob: str = '') -> List[str]:
+    """The suites of tests/kunit.list that TARGET (uml or qemu) must run,
+    restricted to those matching GLOB when one is given."""
+    import fnmatch
+    suites = []
+    for n, line in enumerate((REPO / 'tests' / 'kunit.list').read_text().splitlines(), 1):
+        fields = line.split('#', 1)[0].split()
+        if not fields:
+            continue
+        tags = {f[1:] for f in fields[1:] if f.startswith('@')}
+        if tags - {'uml', 'qemu'} or len(tags) != len(fields) - 1:
+            raise ListError(f'tests/kunit.list:{n}: expected "<suite> @uml|@qemu..."')
+        if target in tags and (not glob or fnmatch.fnmatch(fields[0], glob.split('.')[0])):
+            suites.append(fields[0])
+    return suites
+
+
+def kunit_verdict(text: str, tree: Optional[dict], expected: List[str],
+                  extra_failures: List[str]) -> dict:
+    """Judge one KUnit run from kunit.py's parse output TEXT and its JSON
+    TREE: every case counts; parse errors, a missing summary, a missing
+    expected suite, an empty suite or no tests at all fail."""
     counts = kunit_counts(text)
+    passed = failed = skipped = 0
+    details, tests = [], []
+    problems = list(extra_failures)
+    cases = kunit_cases(tree) if tree else []
+    for suite, case, status in cases:
+        tests.append(f'kunit:{suite}.{case}')
+        if status == 'PASS':
+            passed += 1
+        elif status == 'SKIP':
+            skipped += 1
+        else:
+            failed += 1
+            details.append(f'{suite}.{case}: {status}')
     if counts is None:
-        print(f'    [{name}] FAIL  no KUnit results found', file=sys.stderr)
-        write_result(name, 0, 1, 0, [{'test': 'kunit results', 'result': 'FAIL'}])
-        return 1
-    failed = counts['failed'] + counts['crashed'] + counts['errors'] + extra_failures
-    total = counts['passed'] + failed + counts['skipped']
-    if total == 0:
-        failed = 1
-        print(f'    [{name}] FAIL  KUnit ran no tests', file=sys.stderr)
-    write_result(name, counts['passed'], failed, counts['skipped'], [counts])
-    print(f'    [{name}] {counts["passed"]} passed, {failed} failed, '
-          f'{counts["skipped"]} skipped')
-    return 1 if failed else 0
+        problems.append('no KUnit summary (kunit.py parse failed?)')
+    else:
+        if counts['errors']:
+            problems.append(f'kunit.py reported {counts["errors"]} parse error(s)')
+        bad = counts['failed'] + counts['crashed']
+        if bad and not failed:
+            problems.append(f'kunit.py counted {bad} failed or crashed test(s)')
+    if tree is None:
+        problems.append('no KUnit JSON results')
+    suites = {}
+    for suite, _, _ in cases:
+        suites[suite] = suites.get(suite, 0) + 1
+    for s in expected:
+        if s not in suites:
+            problems.append(f'suite {s} did not run')
+    if not cases:
+        problems.append('KUnit ran no tests')
+    failed += len(problems)
+    details += problems
+    summary = {'suites': suites, 'skipped': skipped}
+    return {'passed': passed, 'failed': failed, 'skipped': skipped,
+            'details': [summary] + details, 'tests': tests, 'problems': problems}
+
+
+def record_kunit(name: str, text: str, json_path: Optional[Path], expected: List[str],
+                 extra_failures: Optional[List[str]] = None) -> int:
+    tree = None
+    if json_path is not None:
+        try:
+            tree = json.loads(json_path.read_text())
+        except (OSError, ValueError):
+            tree = None
+    v = kunit_verdict(text, tree, expected, extra_failures or [])
+    write_result(name, v['passed'], v['failed'], v['skipped'], v['details'], v['tests'])
+    for p in v['problems']:
+        print(f'    [{name}] FAIL  {p}', file=sys.stderr)
+    print(f'    [{name}] {v["passed"]} passed, {v["failed"]} failed, {v["skipped"]} skipped; '
+          f'suites: ' + ', '.join(f'{s} {n}' for s, n in v['details'][0]['suites'].items()))
+    return 1 if v['failed'] else 0
+
+
+def kunit_parse(log: Path, json_out: Path) -> str:
+    """Run kunit.py parse on a kernel log; its text output, and the JSON
+    tree in JSON_OUT."""
+    kunit_py = CACHE / 'src' / 'linux' / 'tools' / 'testing' / 'kunit' / 'kunit.py'
+    parse = subprocess.run([sys.executable, str(kunit_py), 'parse', f'--json={json_out}',
+                            str(log)], capture_output=True, text=True)
+    return parse.stdout + parse.stderr
 
 
 def cmd_kunit(args) -> int:
     append = 'kunit.enable=1'
     if args.glob:
         append += f' kunit.filter_glob={args.glob}'
+    expected = expected_suites('qemu', args.glob)
     b = boot(args.impl, 'kunit', {}, None, args.timeout, append=append, debug=args.debug)
-    parse = subprocess.run(
-        [sys.executable, str(CACHE / 'src' / 'linux' / 'tools' / 'testing' / 'kunit' / 'kunit.py'),
-         'parse', str(b.logdir / 'console.log')],
-        capture_output=True, text=True)
-    (b.logdir / 'kunit-parse.log').write_text(parse.stdout + parse.stderr)
+    json_out = b.logdir / 'kunit.json'
+    text = kunit_parse(b.logdir / 'console.log', json_out)
+    (b.logdir / 'kunit-parse.log').write_text(text)
     if args.verbose:
-        print(parse.stdout)
-    bad = report_problems(b)
-    return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug)}', parse.stdout,
-                        1 if bad else 0)
+        print(text)
+    extra = ['kernel log: ' + '; '.join(filter(None, [b.problem] + b.state + b.splats[:3]))] \
+        if report_problems(b) else []
+    return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug)}', text, json_out,
+                        expected, extra)
 
 
 def cmd_kunit_record(args) -> int:
     """Record a kunit.py run log (the UML run) as a result."""
-    return record_kunit(args.name, Path(args.log).read_text(errors='replace'))
+    return record_kunit(args.name, Path(args.log).read_text(errors='replace'),
+                        Path(args.json) if args.json else None,
+                        expected_suites(args.target, args.glob))
 
+
+# ---------------------------------------------------------------------------
+# Results and the verdict
 
 def cmd_record(args) -> int:
     """Record the outcome of a non-VM check (lint, build) as a result."""
@@ -415,22 +779,82 @@ def cmd_record(args) -> int:
     return 0
 
 
-def cmd_verdict(args) -> int:
+def cmd_expect(args) -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(EXPECTED, 'a') as f:
+        for name in args.names:
+            f.write(name + '\n')
+    return 0
+
+
+def cmd_step_failed(args) -> int:
+    if args.status != 0:
+        record_failure(args.name, f'{args.what or "step"} exited with status {args.status}')
+    return 0
+
+
+def verdict(results: Path, extra_failures: List[str]) -> Tuple[List[str], int, int, int]:
+    """Lines of the verdict, and passed, failed, skipped.  Each expected
+    result (build/results/expected.txt) must exist, each result must have
+    counted something, and EXTRA_FAILURES (steps that failed outside any
+    result) count one failure each."""
+    lines = []
     passed = failed = skipped = 0
-    for f in sorted(RESULTS.glob('*.json')):
-        r = json.loads(f.read_text())
-        print(f'    {r["name"]:<24} {r["passed"]:>4} passed {r["failed"]:>3} failed '
-              f'{r["skipped"]:>3} skipped')
-        passed += r['passed']
-        failed += r['failed']
-        skipped += r['skipped']
-    extra = [line for line in args.extra_failures if line]
-    for what in extra:
-        print(f'    {what}: FAILED')
-    failed += len(extra)
+    found = {}
+    for f in sorted(results.glob('*.json')):
+        try:
+            r = json.loads(f.read_text())
+            found[r['name']] = r
+        except (OSError, ValueError, KeyError) as e:
+            found[f.stem] = {'name': f.stem, 'passed': 0, 'failed': 1, 'skipped': 0,
+                             'details': [f'unreadable result: {e}']}
+    try:
+        expected = [n for n in (results / 'expected.txt').read_text().split() if n]
+    except OSError:
+        expected = []
+    unique, runs = set(), 0
+    for name, r in found.items():
+        p, fl, s = r.get('passed', 0), r.get('failed', 0), r.get('skipped', 0)
+        if p + fl + s == 0:
+            fl = 1
+            lines.append(f'    {name}: counted nothing: FAILED')
+        lines.append(f'    {name:<24} {p:>4} passed {fl:>3} failed {s:>3} skipped')
+        passed, failed, skipped = passed + p, failed + fl, skipped + s
+        tests = r.get('tests')
+        if tests is None:
+            tests = [f'{name}#{i}' for i in range(p + fl + s)]
+        unique.update(tests)
+        runs += len(tests)
+    for name in expected:
+        if name not in found:
+            lines.append(f'    {name}: no result: FAILED')
+            failed += 1
+    for what in extra_failures:
+        if what:
+            lines.append(f'    {what}: FAILED')
+            failed += 1
+    lines.append(f'    unique tests: {len(unique)}; runs of them: {runs} '
+                 f'({runs - len(unique)} repeated on another kernel or target)')
     tail = f', {skipped} skipped' if skipped else ''
-    print(f'{passed} passed, {failed} failed{tail}')
+    lines.append(f'{passed} passed, {failed} failed{tail}')
+    return lines, passed, failed, skipped
+
+
+def cmd_verdict(args) -> int:
+    lines, passed, failed, _ = verdict(RESULTS, args.extra_failures)
+    print('\n'.join(lines))
     return 1 if failed or passed == 0 else 0
+
+
+def result_name(args) -> Optional[str]:
+    """The result a subcommand writes, so that a crash still records one."""
+    if args.cmd == 'selftests':
+        return f'selftests-{kernel_name(args.impl, args.debug)}'
+    if args.cmd == 'kunit':
+        return f'kunit-qemu-{kernel_name(args.impl, args.debug)}'
+    if args.cmd == 'kunit-record':
+        return args.name
+    return None
 
 
 def main() -> int:
@@ -447,6 +871,8 @@ def main() -> int:
     impl_arg(p)
     p.add_argument('--timeout', type=int, default=600)
     p.add_argument('--allow-splats', action='store_true')
+    p.add_argument('--precise-clock', action='store_true',
+                   help='fail (125) if the guest clock was coarse (for timings)')
     p.add_argument('argv', nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
 
@@ -466,6 +892,9 @@ def main() -> int:
     p = sub.add_parser('kunit-record')
     p.add_argument('name')
     p.add_argument('log')
+    p.add_argument('--json')
+    p.add_argument('--target', default='uml', choices=('uml', 'qemu'))
+    p.add_argument('--glob', default='')
     p.set_defaults(func=cmd_kunit_record)
 
     p = sub.add_parser('record')
@@ -474,6 +903,16 @@ def main() -> int:
     p.add_argument('failed', type=int)
     p.add_argument('details', nargs='*')
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser('expect')
+    p.add_argument('names', nargs='+')
+    p.set_defaults(func=cmd_expect)
+
+    p = sub.add_parser('step-failed')
+    p.add_argument('name')
+    p.add_argument('status', type=int)
+    p.add_argument('what', nargs='?', default='')
+    p.set_defaults(func=cmd_step_failed)
 
     p = sub.add_parser('verdict')
     p.add_argument('extra_failures', nargs='*')
@@ -485,7 +924,20 @@ def main() -> int:
             args.argv = args.argv[1:]
         if not args.argv:
             ap.error('run: expected -- BINARY [ARGS...]')
-    return args.func(args)
+    name = result_name(args)
+    try:
+        return args.func(args)
+    except (Exception, SystemExit) as e:  # pylint: disable=broad-except
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            raise
+        # A step that dies still leaves a failed result behind.
+        what = str(e) if isinstance(e, (SystemExit, ListError)) else traceback.format_exc()
+        if name is not None:
+            record_failure(name, f'vmtool {args.cmd} died: {what.strip()}')
+        if isinstance(e, SystemExit):
+            raise
+        print(f'vmtool: {args.cmd} failed: {what}', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':
