@@ -18,6 +18,7 @@ SRC=$CACHE/src/linux
 LLVM_X86=-16
 LLVM_UML=/usr/lib/llvm-16/bin/
 BINDGEN_VERSION=0.72.1
+PYTEST_VERSION=8.3.5
 export LIBCLANG_PATH=/usr/lib/llvm-16/lib
 export PATH=$HOME/.cargo/bin:$PATH
 
