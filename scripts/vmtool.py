@@ -3,7 +3,8 @@
 """Boot the test kernel under QEMU/TCG and run things in it.
 
 Subcommands:
-  run [--impl=c|rust] [--debug] [--timeout=S] -- BINARY [ARGS...]
+  run [--impl=c|rust] [--debug] [--timeout=S] [--precise-clock] [--append=P]
+      -- BINARY [ARGS...]
       Run one static binary in the test kernel; print its output, exit with
       its exit code (see EXIT CODES).  scripts/vmrun is this subcommand.
   selftests [--impl=c|rust] [--debug] [--filter=SUBSTR]
@@ -402,7 +403,7 @@ def cmd_run(args) -> int:
         sys.exit(f'vmrun: {binary} is not a file')
     files = {binary.name: binary.resolve()}
     b = boot(args.impl, 'run-' + binary.name, files, ['./' + binary.name] + args.argv[1:],
-             args.timeout, stream=sys.stdout.buffer, debug=args.debug)
+             args.timeout, append=args.append, stream=sys.stdout.buffer, debug=args.debug)
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
@@ -873,6 +874,7 @@ def main() -> int:
     p.add_argument('--allow-splats', action='store_true')
     p.add_argument('--precise-clock', action='store_true',
                    help='fail (125) if the guest clock was coarse (for timings)')
+    p.add_argument('--append', default='', help='more kernel parameters')
     p.add_argument('argv', nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
 
