@@ -120,6 +120,41 @@ impl Asm {
             .extend([0x31, 0xc0 | (src.low() << 3) | dst.low()]);
     }
 
+    /// `mov dst, src` (64-bit registers)
+    pub fn mov(&mut self, dst: Reg, src: Reg) {
+        self.rex_w(src, dst);
+        self.code
+            .extend([0x89, 0xc0 | (src.low() << 3) | dst.low()]);
+    }
+
+    /// `or dst, src`
+    pub fn or(&mut self, dst: Reg, src: Reg) {
+        self.rex_w(src, dst);
+        self.code
+            .extend([0x09, 0xc0 | (src.low() << 3) | dst.low()]);
+    }
+
+    /// `add dst, imm32` (sign-extended)
+    pub fn add_imm(&mut self, dst: Reg, imm: i32) {
+        self.code.push(0x48 | dst.ext());
+        self.code.extend([0x81, 0xc0 | dst.low()]);
+        self.code.extend(imm.to_le_bytes());
+    }
+
+    /// `cmp a, b` (flags of a - b)
+    pub fn cmp(&mut self, a: Reg, b: Reg) {
+        self.rex_w(b, a);
+        self.code.extend([0x39, 0xc0 | (b.low() << 3) | a.low()]);
+    }
+
+    /// `jb target` (unsigned below), target an offset in this code.
+    pub fn jb(&mut self, target: usize) {
+        let end = self.code.len() as i64 + 6;
+        let rel = i32::try_from(target as i64 - end).expect("jump within 2 GiB");
+        self.code.extend([0x0f, 0x82]);
+        self.code.extend(rel.to_le_bytes());
+    }
+
     /// `vmmcall` or `vmcall`
     pub fn hypercall(&mut self, insn: Hypercall) {
         self.code.extend(match insn {
@@ -182,6 +217,32 @@ mod tests {
         assert_eq!(enc(|a| a.hypercall(Hypercall::Vmmcall)), [0x0f, 0x01, 0xd9]);
         assert_eq!(enc(|a| a.hypercall(Hypercall::Vmcall)), [0x0f, 0x01, 0xc1]);
         assert_eq!(enc(|a| a.hlt()), [0xf4]);
+    }
+
+    #[test]
+    fn loop_instructions() {
+        assert_eq!(enc(|a| a.mov(Rax, Rdi)), [0x48, 0x89, 0xf8]);
+        assert_eq!(enc(|a| a.mov(R8, Rcx)), [0x49, 0x89, 0xc8]);
+        assert_eq!(enc(|a| a.or(R8, Rcx)), [0x49, 0x09, 0xc8]);
+        assert_eq!(enc(|a| a.or(Rax, R9)), [0x4c, 0x09, 0xc8]);
+        assert_eq!(
+            enc(|a| a.add_imm(Rdi, 4096)),
+            [0x48, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]
+        );
+        assert_eq!(
+            enc(|a| a.add_imm(R9, -1)),
+            [0x49, 0x81, 0xc1, 0xff, 0xff, 0xff, 0xff]
+        );
+        assert_eq!(enc(|a| a.cmp(Rdi, Rsi)), [0x48, 0x39, 0xf7]);
+        assert_eq!(enc(|a| a.cmp(R10, Rax)), [0x49, 0x39, 0xc2]);
+        // A jump to itself: rel32 = -6.
+        assert_eq!(enc(|a| a.jb(0)), [0x0f, 0x82, 0xfa, 0xff, 0xff, 0xff]);
+        // A jump back over a 3-byte instruction.
+        let code = enc(|a| {
+            a.xor(Rax, Rax);
+            a.jb(0);
+        });
+        assert_eq!(&code[3..], [0x0f, 0x82, 0xf7, 0xff, 0xff, 0xff]);
     }
 
     #[test]

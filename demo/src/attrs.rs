@@ -44,28 +44,28 @@ impl Attrs {
         let r = self.pages(gpa & !(PAGE - 1), PAGE)?;
         Some(self.private[r.start])
     }
-
-    /// (private pages, shared pages)
-    pub fn count(&self) -> (u64, u64) {
-        let p = self.private.iter().filter(|&&p| p).count() as u64;
-        (p, self.private.len() as u64 - p)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// (private pages, shared pages)
+    fn count(a: &Attrs) -> (u64, u64) {
+        let p = a.private.iter().filter(|&&p| p).count() as u64;
+        (p, a.private.len() as u64 - p)
+    }
+
     #[test]
     fn track_changes() {
         let mut a = Attrs::new(0x20_0000, 16 * PAGE, true);
-        assert_eq!(a.count(), (16, 0));
+        assert_eq!(count(&a), (16, 0));
         assert!(a.set(0x20_0000 + 2 * PAGE, 3 * PAGE, false));
-        assert_eq!(a.count(), (13, 3));
+        assert_eq!(count(&a), (13, 3));
         assert_eq!(a.is_private(0x20_0000 + 2 * PAGE + 5), Some(false));
         assert_eq!(a.is_private(0x20_0000 + 5 * PAGE), Some(true));
         assert!(a.set(0x20_0000 + 3 * PAGE, PAGE, true));
-        assert_eq!(a.count(), (14, 2));
+        assert_eq!(count(&a), (14, 2));
     }
 
     #[test]
@@ -76,7 +76,7 @@ mod tests {
         assert!(!a.set(0x20_0001, PAGE, false));
         assert!(!a.set(0x20_0000, 100, false));
         assert!(!a.set(!(PAGE - 1), PAGE, false));
-        assert_eq!(a.count(), (16, 0));
+        assert_eq!(count(&a), (16, 0));
         assert_eq!(a.is_private(0x20_0000 + 16 * PAGE), None);
     }
 }

@@ -19,6 +19,9 @@ pub const BUFFER_PAGES: u64 = 2;
 pub const IO_PAGES: u64 = 2;
 /// Where in a page the attribute probe reads (clear of the secret).
 pub const PROBE_OFFSET: u64 = 0x100;
+/// The sweep covers at most this much of slot 1 (each page it writes
+/// costs a guest_memfd page), and all of slot 2.
+pub const SWEEP_RAM_MAX: u64 = 256 * MIB;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -38,10 +41,13 @@ pub enum Code {
     Probe,
     /// The main program is done; hlt follows.
     Done,
+    /// Value: the OR of (written ^ read back) over the sweep (0 if each
+    /// page read back what the guest wrote); hlt follows.
+    Sweep,
 }
 
 impl Code {
-    const ALL: [Code; 8] = [
+    const ALL: [Code; 9] = [
         Code::Secret,
         Code::HcRet,
         Code::Message,
@@ -50,6 +56,7 @@ impl Code {
         Code::SecretCheck,
         Code::Probe,
         Code::Done,
+        Code::Sweep,
     ];
 
     pub fn addr(self) -> u64 {
@@ -83,6 +90,28 @@ pub fn probe_marker(k: usize) -> u64 {
     0x7072_6f62_6500_0000 | k as u64
 }
 
+/// What the sweep writes at `gpa` (PROBE_OFFSET of each page).
+pub fn sweep_marker(gpa: u64) -> u64 {
+    0x7377_6565_7000_0000 ^ gpa
+}
+
+/// The ranges the sweep covers, (gpa, len): the start of slot 1, up to
+/// SWEEP_RAM_MAX (all of it at the default size), and all of slot 2.
+pub fn sweep_ranges(l: &Layout) -> Vec<(u64, u64)> {
+    vec![
+        (l.ram_base(), l.ram_size().min(SWEEP_RAM_MAX)),
+        (l.io_base(), l.io_size()),
+    ]
+}
+
+/// One loop of the sweep: the store that faults on a private page
+/// without guest_memfd, and where the VMM resumes the guest then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepLoop {
+    pub store: u64,
+    pub next: u64,
+}
+
 #[derive(Debug)]
 pub struct Program {
     pub code: Vec<u8>,
@@ -94,6 +123,10 @@ pub struct Program {
     pub probes: Vec<u64>,
     /// The page the probe touches last: private without guest_memfd, it must fault.
     pub fault_probe: u64,
+    /// The sweep, entered by the VMM after the probe: the guest writes
+    /// sweep_marker() into every page of sweep_ranges() and reads it back.
+    pub sweep_entry: u64,
+    pub sweep_loops: Vec<SweepLoop>,
 }
 
 struct Gen {
@@ -113,6 +146,28 @@ impl Gen {
     fn report_imm(&mut self, code: Code, value: u64) {
         self.a.mov_imm(Rax, value);
         self.report(code);
+    }
+
+    /// Writes sweep_marker() at PROBE_OFFSET of each page of [gpa,
+    /// gpa+len), reads it back and ORs the difference into r8.
+    fn sweep_loop(&mut self, gpa: u64, len: u64) -> SweepLoop {
+        let a = &mut self.a;
+        a.mov_imm(Rdi, gpa + PROBE_OFFSET);
+        a.mov_imm(Rsi, gpa + len + PROBE_OFFSET);
+        a.mov_imm(Rdx, sweep_marker(0));
+        let top = a.len();
+        a.mov(Rax, Rdi);
+        a.xor(Rax, Rdx);
+        let store = CODE_ADDR + a.len() as u64;
+        a.store(Rdi, Rax);
+        a.load(Rcx, Rdi);
+        a.xor(Rcx, Rax);
+        a.or(R8, Rcx);
+        let next = CODE_ADDR + a.len() as u64;
+        a.add_imm(Rdi, PAGE as i32);
+        a.cmp(Rdi, Rsi);
+        a.jb(top);
+        SweepLoop { store, next }
     }
 
     fn store_imm(&mut self, gpa: u64, value: u64) {
@@ -227,6 +282,17 @@ pub fn build(l: &Layout, conversions: u32, s: &Secret, insn: Hypercall) -> Optio
     g.a.load(Rax, Rdi);
     g.a.hlt();
 
+    // The sweep, entered by the VMM after the probe's fault.
+    let sweep_entry = CODE_ADDR + g.a.len() as u64;
+    g.a.xor(R8, R8);
+    let sweep_loops = sweep_ranges(l)
+        .into_iter()
+        .map(|(gpa, len)| g.sweep_loop(gpa, len))
+        .collect();
+    g.a.mov_imm(Rdi, Code::Sweep.addr());
+    g.a.store(Rdi, R8);
+    g.a.hlt();
+
     let code = g.a.bytes().to_vec();
     (CODE_ADDR + code.len() as u64 <= CODE_END).then_some(Program {
         code,
@@ -235,6 +301,8 @@ pub fn build(l: &Layout, conversions: u32, s: &Secret, insn: Hypercall) -> Optio
         main_reports,
         probes,
         fault_probe,
+        sweep_entry,
+        sweep_loops,
     })
 }
 
@@ -255,11 +323,12 @@ mod tests {
     fn codes() {
         assert_eq!(Code::Secret.addr(), 0xd000_0000);
         assert_eq!(Code::Done.addr(), 0xd000_0038);
+        assert_eq!(Code::Sweep.addr(), 0xd000_0040);
         for c in Code::ALL {
             assert_eq!(Code::from_addr(c.addr()), Some(c));
         }
         assert_eq!(Code::from_addr(0xd000_0004), None);
-        assert_eq!(Code::from_addr(0xd000_0040), None);
+        assert_eq!(Code::from_addr(0xd000_0048), None);
         assert_eq!(Code::from_addr(0x1000), None);
     }
 
@@ -280,14 +349,37 @@ mod tests {
         assert_eq!(&p.code[..10], &[0x48, 0xbf, 0, 0, 0x20, 0, 0, 0, 0, 0]);
         assert_eq!(count(&p.code, &[0x0f, 0x01, 0xd9]), 8);
         assert_eq!(count(&p.code, &[0x0f, 0x01, 0xc1]), 0);
-        assert_eq!(count(&p.code, &[0xf4]), 2);
+        assert_eq!(count(&p.code, &[0xf4]), 3);
         assert_eq!(p.main_reports, 4 * 4 + 5);
         assert_eq!(p.code[(p.probe_entry - CODE_ADDR - 1) as usize], 0xf4);
         assert_eq!(p.probes.len(), 6);
         assert_eq!(p.fault_probe, l.io_base() + MIB);
+        // The sweep follows the probe's last load; each loop's store is
+        // "mov [rdi], rax" and the VMM resumes a faulting one at "add rdi, 4096".
+        let at = |gpa: u64, n: usize| &p.code[(gpa - CODE_ADDR) as usize..][..n];
+        assert_eq!(at(p.sweep_entry - 4, 4), [0x48, 0x8b, 0x07, 0xf4]);
+        assert_eq!(p.sweep_loops.len(), 2);
+        for sl in &p.sweep_loops {
+            assert_eq!(at(sl.store, 3), [0x48, 0x89, 0x07]);
+            assert_eq!(at(sl.next, 7), [0x48, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]);
+        }
+        assert_eq!(*p.code.last().unwrap(), 0xf4);
         // Only the masked secret is in the code.
         assert_eq!(s.find_in(&p.code), None);
         assert_eq!(count(&p.code, &s.masked()[0].to_le_bytes()), 5 + 1);
+    }
+
+    #[test]
+    fn sweep_covers_slots_1_and_2() {
+        let l = Layout::new(64 * MIB);
+        let r = sweep_ranges(&l);
+        assert_eq!(r, [(0x20_0000, 60 * MIB), (0x3e0_0000, 2 * MIB)]);
+        let pages: u64 = r.iter().map(|&(_, len)| len / PAGE).sum();
+        assert_eq!(pages, 15872);
+        let big = Layout::new(3 << 30);
+        assert_eq!(sweep_ranges(&big)[0], (0x20_0000, SWEEP_RAM_MAX));
+        assert_eq!(sweep_ranges(&big)[1], (big.io_base(), 2 * MIB));
+        assert_eq!(sweep_marker(0x20_0100), 0x7377_6565_7020_0100);
     }
 
     #[test]

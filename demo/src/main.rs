@@ -96,15 +96,18 @@ fn run(opts: Options) -> Result<bool> {
     m.run(&mut vcpu, None, budget)?;
     m.start_probe(&vcpu, &program)?;
     m.run(&mut vcpu, Some(program.fault_probe), 64)?;
-    m.full_scan("after the probe");
+    m.start_sweep(&vcpu, &program)?;
+    let budget = 64 + m.sweep_pages();
+    m.run(&mut vcpu, None, budget)?;
+    m.finish_sweep();
+    m.full_scan("at the end");
     drop(vcpu);
 
-    m.outcome.pages = m.pages();
     m.outcome.main_reports = program.main_reports;
     let checks = report::evaluate(&m.outcome, &m.stats, opts.conversions);
     println!(
         "{}",
-        report::render(&checks, &m.stats, m.pages(), start.elapsed())
+        report::render(&checks, &m.stats, &m.outcome.sweep, start.elapsed())
     );
     Ok(checks.iter().all(|c| c.ok))
 }

@@ -36,6 +36,39 @@ pub struct Probe {
     pub read: u64,
 }
 
+/// What a page is, judged from the guest's sweep write to it: private if the
+/// write faulted (a private page without guest_memfd) or did not reach the
+/// host's memory (guest_memfd), shared if it did; None for anything else
+/// (a fault in the guest_memfd slot, a write both faulting and landing, a
+/// write to the plain slot that went nowhere).
+pub fn classify(has_gmem: bool, faulted: bool, landed: bool) -> Option<bool> {
+    match (has_gmem, faulted, landed) {
+        (_, false, true) => Some(false),
+        (false, true, false) | (true, false, false) => Some(true),
+        _ => None,
+    }
+}
+
+/// The pages of the sweep, as the kernel treated the guest's accesses
+/// (not as the VMM recorded its conversions).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    /// Pages the sweep covers (from the layout).
+    pub pages: u64,
+    pub private: u64,
+    pub shared: u64,
+    /// Pages classify() could not place.
+    pub odd: Vec<u64>,
+    /// Pages the kernel treats otherwise than the VMM's record says.
+    pub differ: Vec<u64>,
+    /// Private memory faults during the sweep (each resumed past the page).
+    pub faults: u64,
+    /// What the guest reported at the end: the OR of written ^ read back.
+    pub readback: Option<u64>,
+    /// The VMM's record over the same pages: (private, shared).
+    pub recorded: (u64, u64),
+}
+
 /// Everything the run observed, as plain data.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -58,8 +91,8 @@ pub struct Outcome {
     pub main_reports: u64,
     pub probes: Vec<Probe>,
     pub probe_faulted: bool,
-    /// (private, shared) pages of slots 1-2 in the VMM's record at the end.
-    pub pages: (u64, u64),
+    /// The pages of slots 1-2 at the end, swept by the guest.
+    pub sweep: Sweep,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,13 +125,43 @@ pub fn evaluate(o: &Outcome, stats: &Stats, n: u32) -> Vec<Check> {
     };
     let probes_ok = o.probes.iter().enumerate().filter(|&x| probe_ok(x)).count();
     let probe_shared = o.probes.iter().filter(|p| !p.tracked_private).count();
+    let sw = &o.sweep;
+    let sweep_reports = u64::from(sw.readback.is_some());
+    let faults = IO_PAGES + 1 + sw.faults;
+    let mmio = reports + o.probes.len() as u64 + sweep_reports;
     let exits_ok = stats.exits("hypercall") == 2 * n as u64
-        && stats.exits("memory_fault") == IO_PAGES + 1
-        && stats.exits("mmio_write") == reports + o.probes.len() as u64
-        && stats.exits("hlt") == 1
-        && stats.total_exits() == 2 * n as u64 + IO_PAGES + 2 + reports + o.probes.len() as u64
+        && stats.exits("memory_fault") == faults
+        && stats.exits("mmio_write") == mmio
+        && stats.exits("hlt") == 2
+        && stats.total_exits() == 2 * n as u64 + faults + mmio + 2
         && stats.explicit == 2 * n as u64
         && stats.implicit == IO_PAGES;
+    let sweep_ok = sw.readback == Some(0)
+        && sw.odd.is_empty()
+        && sw.differ.is_empty()
+        && sw.private + sw.shared == sw.pages
+        && sw.shared == IO_PAGES;
+    let mut sweep_notes = String::new();
+    match sw.readback {
+        None => sweep_notes.push_str("; the sweep did NOT finish"),
+        Some(0) => {}
+        Some(x) => {
+            let _ = write!(
+                sweep_notes,
+                "; a page did NOT read back its write (diff {x:#x})"
+            );
+        }
+    }
+    if let Some(gpa) = sw.odd.first() {
+        let _ = write!(
+            sweep_notes,
+            "; {} pages neither private nor shared, first {gpa:#x}",
+            sw.odd.len()
+        );
+    }
+    if let Some(gpa) = sw.differ.first() {
+        let _ = write!(sweep_notes, ", first {gpa:#x}");
+    }
     vec![
         check(
             o.secret_stored,
@@ -154,10 +217,13 @@ pub fn evaluate(o: &Outcome, stats: &Stats, n: u32) -> Vec<Check> {
             ),
         ),
         check(
-            o.pages.1 == IO_PAGES,
+            sweep_ok,
             format!(
-                "pages at the end: {} private, {} shared (expected {IO_PAGES} shared)",
-                o.pages.0, o.pages.1
+                "pages at the end, as the guest's writes found them: {} private, {} shared of {} (expected {IO_PAGES} shared; {} differ from the VMM's record{sweep_notes})",
+                sw.private,
+                sw.shared,
+                sw.pages,
+                sw.differ.len()
             ),
         ),
         check(exits_ok, "exit and conversion accounting adds up".into()),
@@ -175,7 +241,7 @@ pub fn verdict(checks: &[Check]) -> String {
 }
 
 /// The report after the header: checks, counts, time and verdict.
-pub fn render(checks: &[Check], stats: &Stats, pages: (u64, u64), wall: Duration) -> String {
+pub fn render(checks: &[Check], stats: &Stats, sweep: &Sweep, wall: Duration) -> String {
     let mut s = String::new();
     for c in checks {
         let _ = writeln!(s, "  [{}] {}", if c.ok { "ok" } else { "FAIL" }, c.text);
@@ -198,8 +264,8 @@ pub fn render(checks: &[Check], stats: &Stats, pages: (u64, u64), wall: Duration
     );
     let _ = writeln!(
         s,
-        "pages of slots 1-2 at the end: {} private, {} shared",
-        pages.0, pages.1
+        "pages swept at the end: {} private, {} shared; the VMM's record of them: {} private, {} shared",
+        sweep.private, sweep.shared, sweep.recorded.0, sweep.recorded.1
     );
     let _ = writeln!(s, "wall time: {:.2} s", wall.as_secs_f64());
     s.push_str(&verdict(checks));
@@ -217,12 +283,13 @@ mod tests {
         for _ in 0..2 * n {
             st.exit("hypercall");
         }
-        for _ in 0..reports + 2 {
+        for _ in 0..reports + 3 {
             st.exit("mmio_write");
         }
-        for _ in 0..IO_PAGES + 1 {
+        for _ in 0..IO_PAGES + 1 + 5 {
             st.exit("memory_fault");
         }
+        st.exit("hlt");
         st.exit("hlt");
         st.explicit = 2 * n64;
         st.implicit = IO_PAGES;
@@ -253,7 +320,16 @@ mod tests {
                 },
             ],
             probe_faulted: true,
-            pages: (100, IO_PAGES),
+            sweep: Sweep {
+                pages: 102,
+                private: 100,
+                shared: IO_PAGES,
+                odd: vec![],
+                differ: vec![],
+                faults: 5,
+                readback: Some(0),
+                recorded: (100, IO_PAGES),
+            },
         };
         (o, st)
     }
@@ -264,7 +340,7 @@ mod tests {
         let c = evaluate(&o, &st, 4);
         assert!(c.iter().all(|c| c.ok), "{c:#?}");
         assert_eq!(verdict(&c), "gmem-demo: all 12 checks passed");
-        assert_eq!(st.total_exits(), 2 * 4 + 23 + 3 + 1);
+        assert_eq!(st.total_exits(), 2 * 4 + 24 + 8 + 2);
     }
 
     #[test]
@@ -282,16 +358,64 @@ mod tests {
     }
 
     #[test]
+    fn classify_pages() {
+        // guest_memfd slot: the write reached the host (shared) or not (private).
+        assert_eq!(classify(true, false, true), Some(false));
+        assert_eq!(classify(true, false, false), Some(true));
+        assert_eq!(classify(true, true, false), None);
+        // plain slot: the write faulted (private) or reached the host (shared).
+        assert_eq!(classify(false, true, false), Some(true));
+        assert_eq!(classify(false, false, true), Some(false));
+        assert_eq!(classify(false, false, false), None);
+        assert_eq!(classify(false, true, true), None);
+    }
+
+    /// The pages check is the kernel's view: a conversion the kernel lost
+    /// fails it although the VMM's record (and so its count) is right.
+    #[test]
+    fn lost_conversion_fails_the_page_check() {
+        let (mut o, st) = good(4, 21);
+        o.sweep.private -= 2;
+        o.sweep.shared += 2;
+        o.sweep.differ = vec![0x30_0000, 0x30_1000];
+        let c = evaluate(&o, &st, 4);
+        let failed: Vec<_> = c.iter().filter(|c| !c.ok).map(|c| c.text.clone()).collect();
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(
+            failed[0].contains("98 private, 4 shared of 102 (expected 2 shared; 2 differ from the VMM's record, first 0x300000)"),
+            "{failed:#?}"
+        );
+        // An unfinished sweep, or a page neither private nor shared, fails it too.
+        for f in [
+            |s: &mut Sweep| s.readback = None,
+            |s: &mut Sweep| s.readback = Some(1),
+            |s: &mut Sweep| s.odd.push(0x3e0_2000),
+            |s: &mut Sweep| s.private -= 1,
+        ] {
+            let (mut o, st) = good(4, 21);
+            f(&mut o.sweep);
+            let c = evaluate(&o, &st, 4);
+            assert_eq!(
+                c.iter().filter(|c| !c.ok).count(),
+                1 + usize::from(o.sweep.readback.is_none())
+            );
+        }
+    }
+
+    #[test]
     fn exit_accounting() {
         let (o, mut st) = good(2, 13);
         st.exit("hypercall");
         let c = evaluate(&o, &st, 2);
         assert_eq!(c.iter().filter(|c| !c.ok).count(), 1);
         assert!(!c.last().unwrap().ok);
-        let text = render(&c, &st, o.pages, Duration::from_millis(1500));
+        let text = render(&c, &st, &o.sweep, Duration::from_millis(1500));
         assert!(
-            text.contains("exits: hlt 1, hypercall 5, memory_fault 3, mmio_write 15 (24 in all)")
+            text.contains("exits: hlt 2, hypercall 5, memory_fault 8, mmio_write 16 (31 in all)")
         );
+        assert!(text.contains(
+            "pages swept at the end: 100 private, 2 shared; the VMM's record of them: 100 private, 2 shared"
+        ));
         assert!(text.contains("wall time: 1.50 s"));
         assert!(text.ends_with("gmem-demo: 1 of 12 checks FAILED"));
     }

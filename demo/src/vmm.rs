@@ -1,5 +1,6 @@
 //! The VM: memory slots, attributes, the vCPU and its exits.
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
@@ -14,11 +15,11 @@ use crate::attrs::Attrs;
 use crate::bail;
 use crate::error::{Context, Error, Result};
 use crate::guest::{
-    io_pattern, message, probe_marker, Code, Program, BUFFER_PAGES, IO_PAGES, KVM_HC_MAP_GPA_RANGE,
-    KVM_MAP_GPA_RANGE_ENCRYPTED, PROBE_OFFSET,
+    io_pattern, message, probe_marker, sweep_marker, sweep_ranges, Code, Program, SweepLoop,
+    BUFFER_PAGES, IO_PAGES, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, PROBE_OFFSET,
 };
 use crate::layout::{long_mode_sregs, write_boot_structures, Layout, PAGE, SLOT0_SIZE, STACK_TOP};
-use crate::report::{Outcome, Probe, Stats};
+use crate::report::{classify, Outcome, Probe, Stats, Sweep};
 use crate::secret::Secret;
 
 const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
@@ -133,6 +134,9 @@ pub struct Machine {
     attrs: Attrs,
     secret: Secret,
     probe_pages: Vec<u64>,
+    /// While the guest sweeps: its loops, and the pages whose write faulted.
+    sweep_loops: Vec<SweepLoop>,
+    sweep_faulted: BTreeSet<u64>,
     pub stats: Stats,
     pub outcome: Outcome,
     /// What the capability checks found, for the header.
@@ -175,6 +179,8 @@ impl Machine {
             attrs: Attrs::new(layout.ram_base(), layout.mem - layout.ram_base(), true),
             secret,
             probe_pages: Vec::new(),
+            sweep_loops: Vec::new(),
+            sweep_faulted: BTreeSet::new(),
             stats: Stats::default(),
             outcome: Outcome::default(),
             caps,
@@ -298,6 +304,10 @@ impl Machine {
                         self.outcome.probe_faulted = true;
                         return Ok(());
                     }
+                    if !self.sweep_loops.is_empty() {
+                        self.on_sweep_fault(vcpu, private, flags, gpa, size)?;
+                        continue;
+                    }
                     self.on_memory_fault(private, flags, gpa, size)?;
                 }
                 Ok(VcpuExit::Hlt) => {
@@ -360,6 +370,34 @@ impl Machine {
         Ok(())
     }
 
+    /// A private memory fault of the sweep's store: the page is private and
+    /// has no guest_memfd.  Recorded, and the guest resumes at the next page.
+    fn on_sweep_fault(
+        &mut self,
+        vcpu: &VcpuFd,
+        private: bool,
+        flags: u64,
+        gpa: u64,
+        size: u64,
+    ) -> Result<()> {
+        let mut regs = vcpu.get_regs().context("KVM_GET_REGS")?;
+        let what = format!("memory fault at {gpa:#x} size {size:#x} flags {flags:#x}");
+        let Some(sl) = self.sweep_loops.iter().find(|l| l.store == regs.rip) else {
+            bail!("unexpected {what} during the sweep, at rip {:#x}", regs.rip);
+        };
+        if !private || size != PAGE || gpa != regs.rdi & !(PAGE - 1) {
+            bail!(
+                "unexpected {what} during the sweep: the guest was writing {:#x}",
+                regs.rdi
+            );
+        }
+        if !self.sweep_faulted.insert(gpa) {
+            bail!("{what} twice during the sweep");
+        }
+        regs.rip = sl.next;
+        vcpu.set_regs(&regs).context("KVM_SET_REGS")
+    }
+
     /// A report from the guest (an MMIO write).
     fn on_report(&mut self, addr: u64, data: &[u8]) -> Result<()> {
         let code = Code::from_addr(addr);
@@ -407,6 +445,7 @@ impl Machine {
                 o.done = true;
                 self.full_scan("when the guest program ended");
             }
+            Code::Sweep => o.sweep.readback = Some(value),
         }
         Ok(())
     }
@@ -437,9 +476,64 @@ impl Machine {
         set_rip(vcpu, program.probe_entry)
     }
 
-    /// (private, shared) pages of slots 1-2 as the VMM recorded them.
-    pub fn pages(&self) -> (u64, u64) {
-        self.attrs.count()
+    /// Points the vCPU at the sweep: the guest writes a marker into every
+    /// page of slots 1-2 (of the first SWEEP_RAM_MAX of slot 1).
+    pub fn start_sweep(&mut self, vcpu: &VcpuFd, program: &Program) -> Result<()> {
+        self.sweep_loops = program.sweep_loops.clone();
+        self.sweep_faulted.clear();
+        set_rip(vcpu, program.sweep_entry)
+    }
+
+    /// Pages the sweep covers.
+    pub fn sweep_pages(&self) -> u64 {
+        sweep_ranges(&self.layout)
+            .iter()
+            .map(|&(_, len)| len / PAGE)
+            .sum()
+    }
+
+    /// After the sweep: what the kernel made of each page, from where the
+    /// guest's writes went (the host's memory, guest_memfd, or a fault),
+    /// compared with the VMM's record.
+    pub fn finish_sweep(&mut self) {
+        self.sweep_loops.clear();
+        let mut sw = Sweep {
+            pages: self.sweep_pages(),
+            faults: self.sweep_faulted.len() as u64,
+            readback: self.outcome.sweep.readback,
+            ..Sweep::default()
+        };
+        for (base, len) in sweep_ranges(&self.layout) {
+            for gpa in (base..base + len).step_by(PAGE as usize) {
+                let Some((slot, off)) = self.layout.slot_of(gpa, PAGE) else {
+                    sw.odd.push(gpa);
+                    continue;
+                };
+                let at = gpa + PROBE_OFFSET;
+                let landed = self.slots[slot].read_u64(off + PROBE_OFFSET) == sweep_marker(at);
+                let faulted = self.sweep_faulted.contains(&gpa);
+                let recorded = self.attrs.is_private(gpa);
+                match recorded {
+                    Some(true) => sw.recorded.0 += 1,
+                    Some(false) => sw.recorded.1 += 1,
+                    None => {}
+                }
+                match classify(slot == 1, faulted, landed) {
+                    Some(private) => {
+                        if private {
+                            sw.private += 1;
+                        } else {
+                            sw.shared += 1;
+                        }
+                        if recorded != Some(private) {
+                            sw.differ.push(gpa);
+                        }
+                    }
+                    None => sw.odd.push(gpa),
+                }
+            }
+        }
+        self.outcome.sweep = sw;
     }
 }
 
