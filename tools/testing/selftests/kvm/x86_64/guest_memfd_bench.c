@@ -13,8 +13,15 @@
  *   attr_set_<sz>, attr_clear_<sz> (us): KVM_SET_MEMORY_ATTRIBUTES setting
  *	PRIVATE on <sz> (4k, 2m, 1g, 16g) of a fresh KVM_X86_SW_PROTECTED_VM
  *	without memslots, then clearing it again;
- *   attr_mem_4g (bytes): growth of the kernel's slab memory (Slab: in
- *	/proc/meminfo) when 4 GiB of such a VM are made PRIVATE;
+ *   attr_mem_4g (bytes): the memory of the xarray nodes that the attribute
+ *	store of such a VM allocates when the 2 MiB-aligned 4 GiB range
+ *	[4 GiB, 8 GiB) is made PRIVATE: the growth of the radix_tree_node
+ *	objects in use (/proc/slabinfo, after flushing the per-CPU slabs of
+ *	the cache so that the count is exact), times their size;
+ *   attr_mem_4g_unaligned (bytes): the same for a 4 GiB range that starts
+ *	and ends at odd pages, [4 GiB + 4 KiB, 8 GiB + 4 KiB);
+ *   attr_mem_4g_frag (bytes): the same range with one shared page, at an
+ *	odd offset, in every 2 MiB (2048 holes), against the empty store;
  *   gmem_create_close (us): KVM_CREATE_GUEST_MEMFD of 2 MiB and close(),
  *	averaged over a batch of 1000 pairs;
  *   falloc_alloc_1g, falloc_punch_1g (GiB/s): fallocate() allocating a
@@ -34,8 +41,9 @@
  *
  * -m takes a comma-separated list of metric names or shell patterns
  * ("attr_set_*") and measures only those; -q is a quick smoke run: one run,
- * without the 1g and 16g attribute sizes and attr_mem_4g, and the other
- * metrics with smaller sizes and batches (under the same names).
+ * without the 1g and 16g attribute sizes, and the other metrics with
+ * smaller sizes and batches (under the same names).  A metric that cannot
+ * be measured (no /proc/slabinfo, say) fails the run rather than read 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +85,8 @@ static const struct attr_size attr_sizes[] = {
 /* The metrics other than attr_set_* and attr_clear_*, for -m checks. */
 static const char * const other_metrics[] = {
 	"attr_mem_4g",
+	"attr_mem_4g_unaligned",
+	"attr_mem_4g_frag",
 	"gmem_create_close",
 	"falloc_alloc_1g",
 	"falloc_punch_1g",
@@ -119,11 +129,12 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-/* Set @attributes on [BENCH_GPA, +@size); returns the time taken in us. */
-static double set_attrs_us(struct kvm_vm *vm, uint64_t size, uint64_t attributes)
+/* Set @attributes on [@gpa, +@size); returns the time taken in us. */
+static double set_range_attrs_us(struct kvm_vm *vm, uint64_t gpa, uint64_t size,
+				 uint64_t attributes)
 {
 	struct kvm_memory_attributes attr = {
-		.address = BENCH_GPA,
+		.address = gpa,
 		.size = size,
 		.attributes = attributes,
 	};
@@ -136,6 +147,12 @@ static double set_attrs_us(struct kvm_vm *vm, uint64_t size, uint64_t attributes
 	TEST_ASSERT(!ret, "KVM_SET_MEMORY_ATTRIBUTES(0x%llx, 0x%lx, 0x%lx) failed: %s",
 		    attr.address, size, attributes, strerror(errno));
 	return t1 - t0;
+}
+
+/* Set @attributes on [BENCH_GPA, +@size); returns the time taken in us. */
+static double set_attrs_us(struct kvm_vm *vm, uint64_t size, uint64_t attributes)
+{
+	return set_range_attrs_us(vm, BENCH_GPA, size, attributes);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -213,83 +230,147 @@ static void bench_attr_size(const struct attr_size *s)
 	free(clear_us);
 }
 
-/* Fold the per-CPU vmstat deltas into the global counters, if allowed. */
-static void refresh_vmstat(void)
-{
-	FILE *f = fopen("/proc/sys/vm/stat_refresh", "w");
+/* The slab cache of xarray nodes; never merged, it has a constructor. */
+#define XA_NODE_CACHE	"radix_tree_node"
 
-	if (!f)
-		return;
-	fputs("1\n", f);
-	fclose(f);
+/*
+ * Flush the cache's per-CPU slabs to the node lists: /proc/slabinfo counts
+ * the free objects of a per-CPU slab as active, those of the node lists
+ * not.
+ */
+static void flush_xa_node_cache(void)
+{
+	const char *path = "/sys/kernel/slab/" XA_NODE_CACHE "/shrink";
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "Cannot open %s: %s", path, strerror(errno));
+	TEST_ASSERT(write(fd, "1", 1) == 1, "Cannot write %s: %s", path,
+		    strerror(errno));
+	close(fd);
 }
 
-static long read_slab_kb(void)
+/* The xarray nodes in use, and their size in bytes in @objsize. */
+static long read_xa_nodes(long *objsize)
 {
-	char line[128];
-	long kb = -1;
+	long active = -1, objs, num, size;
+	char line[256], name[64];
 	FILE *f;
 
-	refresh_vmstat();
-	f = fopen("/proc/meminfo", "r");
-	TEST_ASSERT(f, "Cannot open /proc/meminfo: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Slab: %ld kB", &kb) == 1)
+	flush_xa_node_cache();
+	f = fopen("/proc/slabinfo", "r");
+	TEST_ASSERT(f, "Cannot open /proc/slabinfo (CONFIG_SLUB_DEBUG=y?): %s",
+		    strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %ld %ld %ld", name, &objs, &num, &size) == 4 &&
+		    !strcmp(name, XA_NODE_CACHE) && objs >= 0 && size > 0) {
+			active = objs;
+			*objsize = size;
 			break;
+		}
+	}
 	fclose(f);
-	TEST_ASSERT(kb >= 0, "No Slab: line in /proc/meminfo");
-	return kb;
+	TEST_ASSERT(active >= 0, "No %s line in /proc/slabinfo", XA_NODE_CACHE);
+	return active;
 }
 
 /*
- * Slab: once it has settled, i.e. read the same three times in a row 50 ms
- * apart (RCU-freed objects of an earlier run may still be going away), or
- * after 2 s.
+ * The xarray nodes in use once their number has settled, i.e. read the
+ * same three times in a row 50 ms apart (the nodes of an earlier run are
+ * freed after an RCU grace period), or after 2 s.
  */
-static long stable_slab_kb(void)
+static long stable_xa_nodes(long *objsize)
 {
-	long kb = -1, prev = -1;
+	long n = -1, prev = -1;
 	int same = 0, i;
 
-	sync();
 	for (i = 0; i < 40 && same < 2; i++) {
 		if (i)
 			usleep(50 * 1000);
-		kb = read_slab_kb();
-		same = kb == prev ? same + 1 : 0;
-		prev = kb;
+		n = read_xa_nodes(objsize);
+		same = n == prev ? same + 1 : 0;
+		prev = n;
 	}
-	return kb;
+	return n;
 }
 
+/* The bytes of xarray nodes since @before nodes; 0 if fewer. */
+static double xa_growth(long before, const char *what, uint64_t gpa,
+		       uint64_t size, int run)
+{
+	long objsize, after = stable_xa_nodes(&objsize);
+
+	printf("# run %d: %s [0x%lx, 0x%lx) private: %ld -> %ld %s objects of %ld bytes\n",
+	       run, what, gpa, gpa + size, before, after, XA_NODE_CACHE,
+	       objsize);
+	return after > before ? (double)(after - before) * objsize : 0;
+}
+
+/*
+ * Make a range of MEM_SIZE PRIVATE and count the xarray nodes it takes:
+ * aligned at BENCH_GPA, unaligned one page above, and the latter with a
+ * hole in each 2 MiB.  Quick mode uses 64 MiB.
+ */
 static void bench_attr_mem(void)
 {
-	long before, after;
+	const uint64_t size = quick ? SZ_64M : MEM_SIZE;
+	const uint64_t unaligned = BENCH_GPA + PAGE_SIZE;
+	/* The hole of each 2 MiB block: page 257 of it. */
+	const uint64_t hole = 257 * PAGE_SIZE;
+	bool want_aligned, want_unaligned, want_frag;
+	double *aligned_b, *unaligned_b, *frag_b;
+	long before, objsize;
 	struct kvm_vm *vm;
-	double *bytes;
+	uint64_t gpa;
 	int i;
 
-	if (!wanted("attr_mem_4g"))
+	want_aligned = wanted("attr_mem_4g");
+	want_unaligned = wanted("attr_mem_4g_unaligned");
+	want_frag = wanted("attr_mem_4g_frag");
+	if (!want_aligned && !want_unaligned && !want_frag)
 		return;
-	if (quick) {
-		printf("# attr_mem_4g: skipped in quick mode\n");
-		return;
-	}
+	if (quick)
+		printf("# attr_mem_4g*: quick mode, on 64 MiB instead of 4 GiB\n");
 
-	bytes = alloc_samples();
+	aligned_b = alloc_samples();
+	unaligned_b = alloc_samples();
+	frag_b = alloc_samples();
 	for (i = 0; i < nr_runs; i++) {
+		if (want_aligned) {
+			vm = protected_vm();
+			before = stable_xa_nodes(&objsize);
+			set_range_attrs_us(vm, BENCH_GPA, size,
+					   KVM_MEMORY_ATTRIBUTE_PRIVATE);
+			aligned_b[i] = xa_growth(before, "aligned", BENCH_GPA,
+						 size, i + 1);
+			set_range_attrs_us(vm, BENCH_GPA, size, 0);
+			kvm_vm_free(vm);
+		}
+		if (!want_unaligned && !want_frag)
+			continue;
 		vm = protected_vm();
-		before = stable_slab_kb();
-		set_attrs_us(vm, MEM_SIZE, KVM_MEMORY_ATTRIBUTE_PRIVATE);
-		after = stable_slab_kb();
-		set_attrs_us(vm, MEM_SIZE, 0);
+		before = stable_xa_nodes(&objsize);
+		set_range_attrs_us(vm, unaligned, size,
+				   KVM_MEMORY_ATTRIBUTE_PRIVATE);
+		unaligned_b[i] = xa_growth(before, "unaligned", unaligned,
+					   size, i + 1);
+		if (want_frag) {
+			for (gpa = BENCH_GPA; gpa < BENCH_GPA + size; gpa += SZ_2M)
+				set_range_attrs_us(vm, gpa + hole, PAGE_SIZE, 0);
+			frag_b[i] = xa_growth(before, "unaligned, a hole per 2 MiB,",
+					      unaligned, size, i + 1);
+		}
+		set_range_attrs_us(vm, unaligned, size, 0);
 		kvm_vm_free(vm);
-		bytes[i] = after > before ? (after - before) * 1024.0 : 0;
-		printf("# run %d: Slab %ld kB -> %ld kB with 4 GiB private\n",
-		       i + 1, before, after);
 	}
-	report("attr_mem_4g", "bytes", bytes, nr_runs);
-	free(bytes);
+	if (want_aligned)
+		report("attr_mem_4g", "bytes", aligned_b, nr_runs);
+	if (want_unaligned)
+		report("attr_mem_4g_unaligned", "bytes", unaligned_b, nr_runs);
+	if (want_frag)
+		report("attr_mem_4g_frag", "bytes", frag_b, nr_runs);
+	free(aligned_b);
+	free(unaligned_b);
+	free(frag_b);
 }
 
 static void bench_gmem_create_close(void)
@@ -628,9 +709,10 @@ static void print_usage(const char *name)
 {
 	printf("usage: %s [-r RUNS] [-q] [-m METRICS] [-h]\n"
 	       " -r: runs per metric (default: 5)\n"
-	       " -q: quick smoke run: 1 run, small sizes, no attr_*_{1g,16g} and attr_mem_4g\n"
+	       " -q: quick smoke run: 1 run, small sizes, no attr_*_{1g,16g}\n"
 	       " -m: comma-separated metric names or patterns, e.g. 'attr_set_*,attr_mem_4g'\n"
-	       "metrics: attr_set_{4k,2m,1g,16g} attr_clear_{4k,2m,1g,16g} attr_mem_4g\n"
+	       "metrics: attr_set_{4k,2m,1g,16g} attr_clear_{4k,2m,1g,16g}\n"
+	       "         attr_mem_4g attr_mem_4g_unaligned attr_mem_4g_frag\n"
 	       "         gmem_create_close falloc_alloc_1g falloc_punch_1g\n"
 	       "         fault_private_256m convert_4k convert_2m attr_lookup_slot_16g\n",
 	       name);

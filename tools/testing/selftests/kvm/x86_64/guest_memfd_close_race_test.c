@@ -16,6 +16,14 @@
  * 0, the bind 0 or EBADF (fd already closed), KVM_RUN either a guest exit
  * or EFAULT with a KVM_EXIT_MEMORY_FAULT for the private range.  Anything
  * the kernel logs (KASAN, lockdep, WARN) fails the run outside this test.
+ *
+ * A race that never happened proves nothing, so each flavour also fails
+ * unless close() and the memslot change overlapped at least once: their
+ * TSC intervals, each taken around the syscall, must share more than a
+ * null syscall takes (calibrated at the start), so that some of the
+ * shared time was spent inside both syscalls.  A race that has seen fewer
+ * than MIN_OVERLAPS overlaps when its time is up goes on for up to
+ * MAX_EXTENSION times as long.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +49,12 @@
 
 #define DEFAULT_SECONDS		2
 #define DEFAULT_ITERATIONS	2000
+/*
+ * A race that saw fewer overlaps goes on past its time, up to this many
+ * times as long (a loaded host may schedule the two threads apart).
+ */
+#define MIN_OVERLAPS		10
+#define MAX_EXTENSION		5
 /* Bounds of the racing delay, in busy-loop iterations. */
 #define MAX_DELAY		(1l << 24)
 #define MIN_JITTER		16
@@ -75,6 +89,7 @@ static struct {
  */
 static struct {
 	double loops_per_cycle;	/* busy-loop iterations per TSC cycle */
+	uint64_t null_syscall;	/* TSC cycles around a syscall doing nothing */
 	double latency;		/* from "go" to the racer's start */
 	double window;		/* duration of the two operations */
 } balance;
@@ -113,6 +128,31 @@ static void calibrate_delay(void)
 
 	busy_delay(loops);
 	balance.loops_per_cycle = (double)loops / (rdtsc() - start + 1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The median time around getppid(): what the entry into and the return
+ * from the kernel add to a syscall's interval as the racers measure it.
+ */
+static void calibrate_null_syscall(void)
+{
+	uint64_t t[101], start;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(t); i++) {
+		start = rdtsc();
+		getppid();
+		t[i] = rdtsc() - start;
+	}
+	qsort(t, ARRAY_SIZE(t), sizeof(t[0]), cmp_u64);
+	balance.null_syscall = t[ARRAY_SIZE(t) / 2];
 }
 
 static void wait_for(uint32_t *p, uint32_t val)
@@ -229,6 +269,8 @@ static int create_gmem(bool populate)
 struct race_stats {
 	unsigned long iterations;
 	unsigned long overlaps;	/* both operations were in the kernel at once */
+	uint64_t max_overlap;	/* the longest overlap, in TSC cycles */
+	int64_t ms;		/* how long the race ran */
 	unsigned long bound;
 	unsigned long ebadf;
 };
@@ -244,7 +286,7 @@ static int race_close(enum race_op op, int fd, unsigned int *seed,
 	long jitter = max_t(long, balance.window, MIN_JITTER);
 	long delay = (long)balance.latency + rand_r(seed) % (2 * jitter) - jitter;
 	uint32_t seq = race.go + 1;
-	uint64_t start, end;
+	uint64_t start, end, first_end, last_start;
 	double lag;
 	int r;
 
@@ -268,8 +310,13 @@ static int race_close(enum race_op op, int fd, unsigned int *seed,
 	balance.latency += (lag + delay - balance.latency) / 8;
 	balance.window += ((end - start + race.end - race.start) *
 			   balance.loops_per_cycle - balance.window) / 8;
-	if (race.start < end && start < race.end)
+	/* Both intervals include the entry and exit: a null syscall's worth. */
+	first_end = min(end, race.end);
+	last_start = max(start, race.start);
+	if (first_end > last_start + balance.null_syscall) {
 		st->overlaps++;
+		st->max_overlap = max(st->max_overlap, first_end - last_start);
+	}
 
 	return race.err;
 }
@@ -282,10 +329,18 @@ static int64_t now_ms(void)
 	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
 }
 
-static bool keep_going(unsigned long iter, unsigned long max_iters,
-		       int64_t deadline)
+static bool keep_going(struct race_stats *st, unsigned long max_iters,
+		       int64_t start, int seconds)
 {
-	return iter < max_iters && now_ms() < deadline;
+	int64_t elapsed = now_ms() - start;
+
+	st->ms = elapsed;
+	if (st->iterations >= max_iters)
+		return false;
+	if (elapsed < seconds * 1000ll)
+		return true;
+	return st->overlaps < MIN_OVERLAPS &&
+	       elapsed < seconds * 1000ll * MAX_EXTENSION;
 }
 
 /* close(guest_memfd) in one thread, delete its memslot in another. */
@@ -293,10 +348,10 @@ static void race_close_delete(bool with_vcpu, unsigned long max_iters,
 			      int seconds, unsigned int *seed,
 			      struct race_stats *st)
 {
-	int64_t deadline = now_ms() + seconds * 1000ll;
+	int64_t start = now_ms();
 	int fd, err;
 
-	for (st->iterations = 0; keep_going(st->iterations, max_iters, deadline);
+	for (st->iterations = 0; keep_going(st, max_iters, start, seconds);
 	     st->iterations++) {
 		fd = create_gmem(!with_vcpu || (st->iterations & 2));
 		err = set_slot(DATA_SIZE, fd);
@@ -317,10 +372,10 @@ static void race_close_bind(bool with_vcpu, unsigned long max_iters,
 			    int seconds, unsigned int *seed,
 			    struct race_stats *st)
 {
-	int64_t deadline = now_ms() + seconds * 1000ll;
+	int64_t start = now_ms();
 	int fd, err;
 
-	for (st->iterations = 0; keep_going(st->iterations, max_iters, deadline);
+	for (st->iterations = 0; keep_going(st, max_iters, start, seconds);
 	     st->iterations++) {
 		fd = create_gmem(st->iterations & 1);
 
@@ -343,9 +398,12 @@ static void race_close_bind(bool with_vcpu, unsigned long max_iters,
 
 static void report(struct race_stats *st, const char *name)
 {
-	ksft_print_msg("%s: %lu iterations, %lu with both operations in flight\n",
-		       name, st->iterations, st->overlaps);
-	ksft_test_result_pass("%s\n", name);
+	ksft_print_msg("%s: %lu iterations in %ld ms, %lu with both operations in flight (the longest %lu TSC cycles)\n",
+		       name, st->iterations, st->ms, st->overlaps,
+		       st->max_overlap);
+	if (!st->overlaps)
+		ksft_print_msg("%s: the two operations never overlapped\n", name);
+	ksft_test_result(st->overlaps > 0, "%s\n", name);
 }
 
 static void help(const char *name)
@@ -353,8 +411,9 @@ static void help(const char *name)
 	printf("usage: %s [-h] [-i iterations] [-s seconds]\n", name);
 	printf(" -i: maximum iterations of each race (default %d)\n",
 	       DEFAULT_ITERATIONS);
-	printf(" -s: maximum seconds for each race (default %d)\n",
-	       DEFAULT_SECONDS);
+	printf(" -s: seconds for each race (default %d), up to %d times as long\n"
+	       "     while it has seen fewer than %d overlaps\n",
+	       DEFAULT_SECONDS, MAX_EXTENSION, MIN_OVERLAPS);
 }
 
 int main(int argc, char *argv[])
@@ -393,8 +452,9 @@ int main(int argc, char *argv[])
 	ksft_set_plan(4);
 
 	seed = time(NULL) ^ getpid();
-	ksft_print_msg("seed %u, up to %lu iterations or %d s per race\n",
-		       seed, max_iters, seconds);
+	ksft_print_msg("seed %u, up to %lu iterations or %d s per race (%d s if fewer than %d overlaps)\n",
+		       seed, max_iters, seconds, seconds * MAX_EXTENSION,
+		       MIN_OVERLAPS);
 
 	vm = vm_create_shape_with_one_vcpu(shape, &vcpu, guest_code);
 	data_hva = mmap(NULL, DATA_SIZE, PROT_READ | PROT_WRITE,
@@ -405,6 +465,9 @@ int main(int argc, char *argv[])
 	vcpu_args_set(vcpu, 2, DATA_GPA, DATA_SIZE);
 
 	calibrate_delay();
+	calibrate_null_syscall();
+	ksft_print_msg("a null syscall takes %lu TSC cycles\n",
+		       balance.null_syscall);
 	pthread_create(&racer, NULL, racer_fn, NULL);
 
 	race_close_delete(false, max_iters, seconds, &seed, &st);

@@ -15,12 +15,18 @@
  *            again with GFP_KERNEL by xas_nomem(), or kmemleak's metadata,
  *            is absorbed and the call succeeds;
  *   k-th on  the k-th and every later point fail: failslab has
- *            probability=100, interval=1, times=-1, task-filter=Y, and
- *            this thread's /proc/thread-self/make-it-fail is 1 while the
- *            call runs, so the fallbacks fail too.
+ *            probability=100, interval=1, task-filter=Y, and this
+ *            thread's /proc/thread-self/make-it-fail is 1 while the call
+ *            runs, so the fallbacks fail too.
  *
  * failslab has ignore-gfp-wait=N (the allocations are GFP_KERNEL) and
  * verbose=0; fail_page_alloc only counts for fallocate().
+ *
+ * The kernel counts every failure it injects, by either means, down from
+ * "times" (set to TIMES_BUDGET here instead of -1, unlimited), so the test
+ * knows how many allocations it made fail, not only that fail-nth reached
+ * 0.  A part below that saw no injection in a mode tested nothing and
+ * fails.
  *
  * 1. KVM_SET_MEMORY_ATTRIBUTES on a KVM_X86_SW_PROTECTED_VM whose private
  *    ranges must be split and merged, across 2 MiB boundaries and the
@@ -49,8 +55,9 @@
  *    call returns ENOMEM, the file keeps its size and the range can then
  *    be allocated.
  *
- * The number of injection points each call reaches is printed.  Leaks
- * show up in kmemleak, which the debug kernels' test VM scans at the end.
+ * The number of injection points each call reaches, and the number of
+ * injections the kernel counted, are printed.  Leaks show up in kmemleak,
+ * which the debug kernels' test VM scans at the end.
  * Without fault injection (failslab in debugfs and fail-nth) the test is
  * skipped.
  */
@@ -67,6 +74,7 @@
 
 #include <linux/falloc.h>
 #include <linux/sizes.h>
+#include <linux/stringify.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -81,6 +89,8 @@
 #define SLOT_CHECK		21
 #define EXTRA_PAGES		256
 #define MAX_K			100000
+/* Injections the fault attributes may count down from "times". */
+#define TIMES_BUDGET		1000000000
 /* The attribute changes of test_set_attributes(). */
 #define NR_CHANGES		12
 
@@ -97,6 +107,8 @@ static struct kvm_vm *vm;
 static struct kvm_vcpu *vcpu;
 static struct kvm_regs initial_regs;
 static int fail_nth_fd = -1, make_it_fail_fd = -1;
+/* The kernel's count of injections when the current call was armed. */
+static long injections_armed;
 
 /* ONE: only the k-th injection point fails; FROM: it and all later ones. */
 enum { ONE, FROM, NR_MODES };
@@ -155,7 +167,7 @@ static bool setup_fault_injection(void)
 	TEST_ASSERT(pwrite(make_it_fail_fd, "0", 1, 0) == 1 &&
 		    !write_file(failslab_dir, "probability", "100") &&
 		    !write_file(failslab_dir, "interval", "1") &&
-		    !write_file(failslab_dir, "times", "-1") &&
+		    !write_file(failslab_dir, "times", __stringify(TIMES_BUDGET)) &&
 		    !write_file(failslab_dir, "space", "0") &&
 		    !write_file(failslab_dir, "task-filter", "Y") &&
 		    !write_file(failslab_dir, "ignore-gfp-wait", "N") &&
@@ -166,11 +178,33 @@ static bool setup_fault_injection(void)
 		TEST_ASSERT(!write_file(fail_page_dir, "min-order", "32") &&
 			    !write_file(fail_page_dir, "probability", "100") &&
 			    !write_file(fail_page_dir, "interval", "1") &&
-			    !write_file(fail_page_dir, "times", "-1") &&
+			    !write_file(fail_page_dir, "times", __stringify(TIMES_BUDGET)) &&
 			    !write_file(fail_page_dir, "space", "0") &&
 			    !write_file(fail_page_dir, "task-filter", "Y"),
 			    "Cannot set up %s", fail_page_dir);
 	return true;
+}
+
+/* Injections made through @dir's fault attribute since the setup. */
+static long injections_of(const char *dir)
+{
+	char path[256], val[32] = { 0 };
+	int fd;
+
+	if (access(dir, F_OK))
+		return 0;
+	snprintf(path, sizeof(path), "%s/times", dir);
+	fd = open(path, O_RDONLY);
+	TEST_ASSERT(fd >= 0 && read(fd, val, sizeof(val) - 1) > 0,
+		    "Cannot read %s: %s", path, strerror(errno));
+	close(fd);
+	return TIMES_BUDGET - atol(val);
+}
+
+/* The injections the kernel counted: failslab's and fail_page_alloc's. */
+static long injections(void)
+{
+	return injections_of(failslab_dir) + injections_of(fail_page_dir);
 }
 
 static void fail_page_alloc_count(bool on)
@@ -202,6 +236,7 @@ static void arm(int k)
 	char val[16];
 	int n = snprintf(val, sizeof(val), "%d", k);
 
+	injections_armed = injections();
 	TEST_ASSERT(pwrite(fail_nth_fd, val, n, 0) == n,
 		    "Cannot write fail-nth: %s", strerror(errno));
 	if (mode == FROM)
@@ -209,10 +244,15 @@ static void arm(int k)
 			    "Cannot write make-it-fail: %s", strerror(errno));
 }
 
-/* Disarm; true if the armed fault was injected. */
-static bool disarm(void)
+/*
+ * Disarm; returns the number of failures injected into the call, 0 if it
+ * did not reach the armed injection point.
+ */
+static int disarm(void)
 {
 	char val[16] = { 0 };
+	bool reached;
+	long n;
 
 	if (mode == FROM)
 		TEST_ASSERT(pwrite(make_it_fail_fd, "0", 1, 0) == 1,
@@ -221,20 +261,28 @@ static bool disarm(void)
 		    "Cannot read fail-nth: %s", strerror(errno));
 	TEST_ASSERT(pwrite(fail_nth_fd, "0", 1, 0) == 1,
 		    "Cannot reset fail-nth: %s", strerror(errno));
-	return atoi(val) == 0;
+	reached = atoi(val) == 0;
+	n = injections() - injections_armed;
+	/* fail-nth at 0 is an injection; without it, make-it-fail is inert. */
+	TEST_ASSERT(reached ? n >= 1 && (mode == FROM || n == 1) : !n,
+		    "fail-nth %s, but the kernel counted %ld injections",
+		    reached ? "reached 0" : val, n);
+	return n;
 }
 
 struct inject_stats {
 	int points;	/* injection points the call reaches */
-	int failed;	/* injections that made it fail */
-	int absorbed;	/* injections it survived */
+	int injected;	/* failures injected, as the kernel counted them */
+	int failed;	/* calls that an injection made fail */
+	int absorbed;	/* calls that survived their injections */
 	int bad;	/* failures with an unexpected errno or state */
 };
 
 static void print_stats(const char *what, struct inject_stats *s)
 {
-	ksft_print_msg("[%s] %s: %d injection points, %d failed the call, %d absorbed\n",
-		       mode_names[mode], what, s->points, s->failed, s->absorbed);
+	ksft_print_msg("[%s] %s: %d injection points, %d injections, %d failed the call, %d absorbed\n",
+		       mode_names[mode], what, s->points, s->injected,
+		       s->failed, s->absorbed);
 }
 
 /* Count a call that an injection made fail; it must fail with ENOMEM. */
@@ -462,6 +510,9 @@ struct change {
 	uint64_t start, end, attrs;
 };
 
+/* The injections into the attribute changes of the current mode. */
+static int set_attrs_injected;
+
 static void test_change(const struct change *c)
 {
 	struct range before[MAX_RANGES];
@@ -471,11 +522,12 @@ static void test_change(const struct change *c)
 
 	memcpy(before, model, sizeof(model));
 	for (k = 1; k <= MAX_K; k++) {
-		bool injected;
+		int injected;
 
 		arm(k);
 		err = set_attrs(c->start, c->end, c->attrs);
 		injected = disarm();
+		st.injected += injected;
 		if (!injected) {
 			st.points = k - 1;
 			break;
@@ -507,6 +559,8 @@ static void test_change(const struct change *c)
 	snprintf(when, sizeof(when), "%s, after success", c->desc);
 	bad += check_model(when);
 	print_stats(c->desc, &st);
+	/* A change may not allocate; the changes of a mode together must. */
+	set_attrs_injected += st.injected;
 	ksft_test_result(!err && !bad,
 			 "[%s] set-attributes %s: %d injected failures leave the attributes unchanged\n",
 			 mode_names[mode], c->desc, st.failed);
@@ -606,8 +660,12 @@ static void test_set_attributes(void)
 
 	TEST_ASSERT(ARRAY_SIZE(changes) == NR_CHANGES, "Test bug: NR_CHANGES");
 	for (mode = 0; mode < NR_MODES; mode++) {
+		set_attrs_injected = 0;
 		for (i = 0; i < ARRAY_SIZE(changes); i++)
 			test_change(&changes[i]);
+		ksft_test_result(set_attrs_injected > 0,
+				 "[%s] set-attributes: %d failures injected into the %d changes\n",
+				 mode_names[mode], set_attrs_injected, NR_CHANGES);
 		/* Back to the initial state for the next mode. */
 		restore(initial_model, nr_initial, X - 4 * SZ_1M, E + SZ_2M);
 		memcpy(model, initial_model, sizeof(model));
@@ -635,12 +693,13 @@ static void test_create_gmem(void)
 	int k, fd, err = 0, fds = count_fds();
 
 	for (k = 1; k <= MAX_K; k++) {
-		bool injected;
+		int injected;
 
 		arm(k);
 		fd = __vm_create_guest_memfd(vm, SZ_2M, 0);
 		err = fd < 0 ? errno : 0;
 		injected = disarm();
+		st.injected += injected;
 		if (!injected) {
 			st.points = k - 1;
 			break;
@@ -660,7 +719,7 @@ static void test_create_gmem(void)
 	if (fd >= 0)
 		close(fd);
 	print_stats("KVM_CREATE_GUEST_MEMFD", &st);
-	ksft_test_result(!err && !st.bad && count_fds() == fds,
+	ksft_test_result(!err && !st.bad && count_fds() == fds && st.injected,
 			 "[%s] KVM_CREATE_GUEST_MEMFD: %d injected failures return ENOMEM and leave no fd\n",
 			 mode_names[mode], st.failed);
 }
@@ -703,11 +762,12 @@ static void test_bind(void)
 		goto out;
 	}
 	for (k = 1; k <= MAX_K; k++) {
-		bool injected;
+		int injected;
 
 		arm(k);
 		err = bind(SLOT_BIND, gpa, hva, fd);
 		injected = disarm();
+		st.injected += injected;
 		if (!injected) {
 			st.points = k - 1;
 			break;
@@ -734,7 +794,8 @@ static void test_bind(void)
 	}
 	only_xarray_nodes(false);
 	print_stats("KVM_SET_USER_MEMORY_REGION2 (guest_memfd bind), xarray nodes", &st);
-	ksft_test_result(!err && !st.bad && bind(SLOT_CHECK, check_gpa, hva, fd) == EINVAL,
+	ksft_test_result(!err && !st.bad && st.injected &&
+			 bind(SLOT_CHECK, check_gpa, hva, fd) == EINVAL,
 			 "[%s] bind: %d injected failures return ENOMEM and leave nothing bound\n",
 			 mode_names[mode], st.failed);
 	TEST_ASSERT(!__vm_set_user_memory_region2(vm, SLOT_BIND, 0, gpa, 0, NULL, 0, 0),
@@ -759,11 +820,12 @@ static void test_fallocate(void)
 	}
 	fail_page_alloc_count(true);
 	for (k = 1; k <= MAX_K; k++) {
-		bool injected;
+		int injected;
 
 		arm(k);
 		err = fallocate(fd, FALLOC_FL_KEEP_SIZE, off, size) ? errno : 0;
 		injected = disarm();
+		st.injected += injected;
 		if (!injected) {
 			st.points = k - 1;
 			break;
@@ -783,7 +845,7 @@ static void test_fallocate(void)
 	}
 	fail_page_alloc_count(false);
 	print_stats("fallocate() of 16 pages", &st);
-	ksft_test_result(!err && !st.bad && file_size(fd) == SZ_2M,
+	ksft_test_result(!err && !st.bad && st.injected && file_size(fd) == SZ_2M,
 			 "[%s] fallocate: %d injected failures return ENOMEM, the range allocates afterwards\n",
 			 mode_names[mode], st.failed);
 	close(fd);
@@ -821,7 +883,7 @@ int main(int argc, char *argv[])
 			       failslab_dir);
 
 	ksft_print_header();
-	ksft_set_plan(1 + NR_MODES * (NR_CHANGES + 3));
+	ksft_set_plan(1 + NR_MODES * (NR_CHANGES + 4));
 
 	vm = __vm_create_shape_with_one_vcpu(shape, &vcpu, EXTRA_PAGES, guest_code);
 	vcpu_regs_get(vcpu, &initial_regs);
