@@ -42,6 +42,7 @@ printing it).
 
 import argparse
 import dataclasses
+import fnmatch
 import json
 import os
 import re
@@ -663,7 +664,6 @@ def kunit_cases(tree: dict, prefix: str = '') -> List[Tuple[str, str, str]]:
 def expected_suites(target: str, glob: str = '') -> List[str]:
     """The suites of tests/kunit.list that TARGET (uml or qemu) must run,
     restricted to those matching GLOB when one is given."""
-    import fnmatch
     suites = []
     for n, line in enumerate((REPO / 'tests' / 'kunit.list').read_text().splitlines(), 1):
         fields = line.split('#', 1)[0].split()
