@@ -51,6 +51,19 @@ step() {
 	return $rc
 }
 
+# record_counts NAME STATUS DETAIL SUMMARY: record result NAME from the
+# "N passed" and "N failed"/"N error(s)" counts of a test runner's SUMMARY
+# lines (summed) and the exit STATUS of the run; a failed run that counted
+# no failure counts one.
+record_counts() {
+	local n_pass n_fail
+	n_pass=$(grep -Eo '[0-9]+ passed' <<<"$4" | awk '{s += $1} END {print s + 0}')
+	n_fail=$(grep -Eo '[0-9]+ (failed|errors?)' <<<"$4" | awk '{s += $1} END {print s + 0}')
+	[ "$2" = 0 ] || [ "$n_fail" -gt 0 ] || n_fail=1
+	python3 "$REPO/scripts/vmtool.py" record "$1" "$n_pass" "$n_fail" \
+		"$3: $n_pass passed, $n_fail failed, exit $2"
+}
+
 # Content hash of files, for "has this input changed" stamps.
 hash_files() {
 	cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1

@@ -126,6 +126,10 @@ class Boot:
     state: List[str] = dataclasses.field(default_factory=list)
     clock: Optional[str] = None
 
+    def summary(self) -> str:
+        """The boot's problems in one line, for a result's details."""
+        return '; '.join(filter(None, [self.problem] + self.state + self.splats[:3]))
+
 
 def kernel_name(impl: str, debug: bool) -> str:
     return impl + ('-debug' if debug else '')
@@ -609,8 +613,7 @@ def judge_selftests(name: str, b: Boot, entries: List[Entry]) -> int:
     if report_problems(b):
         failed += 1
         details.append({'test': 'kernel log clean', 'result': 'FAIL',
-                        'reason': '; '.join(filter(None, [b.problem] + b.state
-                                                   + b.splats[:3]))})
+                        'reason': b.summary()})
         print(f'    [{name}] FAIL  kernel log clean / guest finished')
     else:
         passed += 1
@@ -758,8 +761,7 @@ def cmd_kunit(args) -> int:
     (b.logdir / 'kunit-parse.log').write_text(text)
     if args.verbose:
         print(text)
-    extra = ['kernel log: ' + '; '.join(filter(None, [b.problem] + b.state + b.splats[:3]))] \
-        if report_problems(b) else []
+    extra = ['kernel log: ' + b.summary()] if report_problems(b) else []
     return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug)}', text, json_out,
                         expected, extra)
 
