@@ -16,15 +16,15 @@ use crate::{
     folio::LockedFolio,
     types::Opaque,
 };
-use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
+use core::{cell::UnsafeCell, marker::PhantomData, ops::Deref, ptr::NonNull};
 
 /// The page cache of an inode, a C `struct address_space`.
 ///
 /// There are no owned `Mapping`s: they are embedded in inodes, and a `&Mapping` is only valid
 /// while the inode is (for example, while a reference to an open file of the inode is held, see
-/// [`File::mapping`]).
+/// [`LocalFile::mapping`]).
 ///
-/// [`File::mapping`]: crate::fs::file::File::mapping
+/// [`LocalFile::mapping`]: crate::fs::file::LocalFile::mapping
 ///
 /// # Invariants
 ///
@@ -45,10 +45,7 @@ use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 /// );
 ///
 /// // SAFETY: `FOPS` has no callbacks that could look at the private data.
-/// let file = unsafe {
-///     anon_inode_create_getfile(c_str!("[rust-filemap]"), FOPS.as_raw(), core::ptr::null_mut(),
-///                               O_RDWR)?
-/// };
+/// let file = unsafe { anon_inode_create_getfile(c_str!("[rust-filemap]"), &FOPS, (), O_RDWR)? };
 /// let mapping = file.mapping();
 /// mapping.set_gfp_mask(GFP_HIGHUSER);
 /// assert!(mapping.gfp_mask() == GFP_HIGHUSER);
@@ -91,6 +88,18 @@ use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 /// assert!(!mapping.unevictable());
 /// mapping.set_inaccessible();
 /// assert!(mapping.unevictable());
+///
+/// // Private data: a borrowed pointer that its owner detaches before it goes away.
+/// let owner = 42u64;
+/// // SAFETY: Nothing else uses the private data of this mapping, and it is cleared below,
+/// // before `owner` goes away.
+/// unsafe { mapping.set_private_data(Some(&owner)) };
+/// // SAFETY: The private data is `owner`, alive until the end of the test.
+/// assert_eq!(unsafe { mapping.private_data::<u64>() }, Some(&42));
+/// // SAFETY: As above.
+/// unsafe { mapping.set_private_data::<u64>(None) };
+/// // SAFETY: The private data is null.
+/// assert!(unsafe { mapping.private_data::<u64>() }.is_none());
 /// # Ok::<(), Error>(())
 /// ```
 #[repr(transparent)]
@@ -201,11 +210,76 @@ impl Mapping {
         unsafe { bindings::mapping_set_inaccessible(self.as_raw()) };
     }
 
+    /// Makes `aops` the address-space operations of the mapping of a new inode (`a_ops`).
+    ///
+    /// # Safety
+    ///
+    /// Nobody else may use the mapping yet (its inode was just created by the caller), and the
+    /// callbacks of `aops` must be sound to call on this mapping.
+    pub unsafe fn set_operations(&self, aops: &'static AddressSpaceOperations) {
+        // SAFETY: The mapping is valid and, as the caller guarantees, not shared yet.
+        unsafe { (*self.as_raw()).a_ops = aops.as_raw() };
+    }
+
+    /// Points the mapping's private data (`i_private_data`) to `data`, or clears it.
+    ///
+    /// The mapping does not own what it points to: its owner clears the pointer before it goes
+    /// away.
+    ///
+    /// # Safety
+    ///
+    /// Every user of this mapping's private data must agree that it is null or a `&T`; `data`
+    /// must stay valid until it is cleared or replaced; and writes must be serialised against
+    /// readers by a lock of the caller's (for example, the invalidate lock held for writing).
+    pub unsafe fn set_private_data<T>(&self, data: Option<&T>) {
+        let data = data.map_or(core::ptr::null_mut(), |d| core::ptr::from_ref(d).cast_mut());
+        // SAFETY: The mapping is valid; the caller serialises this write against readers.
+        unsafe { (*self.as_raw()).i_private_data = data.cast() };
+    }
+
+    /// Returns what the mapping's private data (`i_private_data`) points to, if anything.
+    ///
+    /// # Safety
+    ///
+    /// The private data must be null or a `&T` set with [`Mapping::set_private_data`], and the
+    /// caller must hold the lock that keeps it from being cleared, and what it points to from
+    /// going away, for the lifetime `'a`.
+    pub unsafe fn private_data<'a, T>(&self) -> Option<&'a T> {
+        // SAFETY: The mapping is valid; the caller holds the lock that serialises writers.
+        let data = unsafe { (*self.as_raw()).i_private_data };
+        // SAFETY: The caller guarantees that a non-null pointer is a `&T` valid for `'a`.
+        NonNull::new(data.cast::<T>()).map(|d| unsafe { d.as_ref() })
+    }
+
     /// Returns whether the mapping's folios may not be evicted (`mapping_unevictable`).
     pub fn unevictable(&self) -> bool {
         // SAFETY: By the type invariants the mapping is valid. `mapping_unevictable` tests a flag
         // bit atomically.
         unsafe { bindings::mapping_unevictable(self.as_raw()) }
+    }
+}
+
+/// An `address_space_operations` table that can be put in a `static`.
+///
+/// The C structure holds raw pointers, so it is not [`Sync`] by itself; this wrapper is, because
+/// the table is never changed, and the C code only reads it.
+#[repr(transparent)]
+pub struct AddressSpaceOperations(UnsafeCell<bindings::address_space_operations>);
+
+// SAFETY: The table is never written after it is created, and reading function pointers from
+// several threads is fine.
+unsafe impl Sync for AddressSpaceOperations {}
+
+impl AddressSpaceOperations {
+    /// Wraps an `address_space_operations` table.
+    pub const fn new(aops: bindings::address_space_operations) -> Self {
+        Self(UnsafeCell::new(aops))
+    }
+
+    /// Returns the C table.
+    pub fn as_raw(&'static self) -> &'static bindings::address_space_operations {
+        // SAFETY: The table is never written after it is created.
+        unsafe { &*self.0.get() }
     }
 }
 
@@ -217,6 +291,7 @@ impl Mapping {
 ///
 /// The current task holds `mapping`'s invalidate lock for writing, and the guard is responsible
 /// for releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
 pub struct InvalidateLockGuard<'a> {
     mapping: &'a Mapping,
     /// The lock is a `rw_semaphore`, which must be released by the task that took it.
@@ -246,6 +321,7 @@ impl Drop for InvalidateLockGuard<'_> {
 ///
 /// The current task holds `mapping`'s invalidate lock for reading, and the guard is responsible
 /// for releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
 pub struct InvalidateLockSharedGuard<'a> {
     mapping: &'a Mapping,
     /// The lock is a `rw_semaphore`, which must be released by the task that took it.
