@@ -11,15 +11,14 @@
 
 use crate::{
     attr_store::{AttrStore, Update},
-    ffi::cond_resched,
-    kvm::{fatal_signal_pending, Kvm},
+    kvm::{Kvm, SlotsLocked},
     range,
 };
-use kernel::{error::code::EINTR, prelude::*};
+use kernel::{error::code::EINTR, prelude::*, task};
 
 /// The attributes a VM supports (`KVM_CAP_MEMORY_ATTRIBUTES`); without a
 /// VM, the ones some VM may support.
-pub(crate) fn supported(kvm: Option<Kvm>) -> u64 {
+pub(crate) fn supported(kvm: Option<&Kvm>) -> u64 {
     match kvm {
         Some(kvm) if !kvm.has_private_mem() => 0,
         _ => range::KVM_MEMORY_ATTRIBUTE_PRIVATE,
@@ -29,7 +28,7 @@ pub(crate) fn supported(kvm: Option<Kvm>) -> u64 {
 /// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
 /// (restricted to the supported ones) are `attrs`.  For `attrs == 0` this
 /// asks whether no gfn has any attribute, as 6.12 does.
-pub(crate) fn range_has(kvm: Kvm, start: u64, end: u64, mask: u64, attrs: u64) -> bool {
+pub(crate) fn range_has(kvm: &Kvm, start: u64, end: u64, mask: u64, attrs: u64) -> bool {
     let mask = mask & supported(Some(kvm));
     if attrs & !mask != 0 {
         return false;
@@ -43,28 +42,28 @@ pub(crate) fn range_has(kvm: Kvm, start: u64, end: u64, mask: u64, attrs: u64) -
 }
 
 /// The KVM side of a change: fatal signals, and the MMU hooks.
-struct KvmUpdate {
-    kvm: Kvm,
+struct KvmUpdate<'a> {
+    slots: &'a SlotsLocked<'a>,
     start: u64,
     end: u64,
     attrs: u64,
 }
 
-impl Update for KvmUpdate {
+impl Update for KvmUpdate<'_> {
     fn checkpoint(&mut self) -> Result {
-        cond_resched();
-        if fatal_signal_pending() {
+        task::cond_resched();
+        if kernel::current!().fatal_signal_pending() {
             return Err(EINTR);
         }
         Ok(())
     }
 
     fn before_store(&mut self) {
-        self.kvm.attrs_pre_set(self.start, self.end, self.attrs);
+        self.slots.attrs_pre_set(self.start, self.end, self.attrs);
     }
 
     fn after_store(&mut self) {
-        self.kvm.attrs_post_set(self.start, self.end, self.attrs);
+        self.slots.attrs_post_set(self.start, self.end, self.attrs);
     }
 }
 
@@ -73,16 +72,16 @@ impl Update for KvmUpdate {
 /// Returns `EINVAL` for bad arguments, `ENOMEM` if the store cannot grow,
 /// and `EINTR` if a fatal signal arrives while the change is prepared; in
 /// these cases no attribute changed.
-pub(crate) fn set(kvm: Kvm, address: u64, size: u64, attributes: u64, flags: u64) -> Result {
+pub(crate) fn set(kvm: &Kvm, address: u64, size: u64, attributes: u64, flags: u64) -> Result {
     let (start, end) =
         range::check_set_attributes(address, size, attributes, flags, supported(Some(kvm)))?;
-    let kvm_ref = kvm.get();
-    let _slots = kvm_ref.slots_lock();
+    // The caller's reference keeps the VM alive.
+    let slots = kvm.slots_lock();
     // The store returns early, without running the hooks, if the range has
     // the attributes already, as 6.12 does with
     // kvm_range_has_memory_attributes(kvm, start, end, ~0, attributes).
     let mut update = KvmUpdate {
-        kvm,
+        slots: &slots,
         start,
         end,
         attrs: attributes,

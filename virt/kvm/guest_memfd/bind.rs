@@ -3,11 +3,11 @@
 //! Binding memslots to guest_memfd ranges (`KVM_SET_USER_MEMORY_REGION2`
 //! with `KVM_MEM_GUEST_MEMFD`) and unbinding them when the slot goes away.
 
-use kernel::{alloc::flags::GFP_KERNEL, fs::file::File, prelude::*};
+use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*};
 
 use crate::{
-    gmem_file::GmemFile,
-    kvm::{Kvm, Memslot},
+    gmem_file::{GmemFile, Operations},
+    kvm::{BoundSlot, Kvm, Memslot},
     range,
 };
 
@@ -17,13 +17,19 @@ use crate::{
 /// Errors: `EBADF` for a bad fd; `EINVAL` if the fd is not a guest_memfd of
 /// this VM, if the offset is unaligned or the slot does not fit in the file,
 /// or if part of the range is already bound.  On failure nothing changes.
-pub(crate) fn bind(kvm: Kvm, slot: Memslot, fd: u32, offset: u64) -> Result {
-    let file = File::fget(fd)?;
-    let gmem = GmemFile::of(&file).ok_or(EINVAL)?;
-    if gmem.kvm.as_ptr() != kvm.as_ptr() {
+pub(crate) fn bind(
+    kvm: &Kvm,
+    slot: &Memslot,
+    fd: u32,
+    offset: u64,
+    ops: &Operations,
+) -> Result {
+    let file = LocalFile::fget(fd)?;
+    let gmem = GmemFile::of(&file, ops).ok_or(EINVAL)?;
+    if !core::ptr::eq(gmem.kvm(), kvm) {
         return Err(EINVAL);
     }
-    let (start, end) = range::bind_span(offset, slot.npages(), gmem.size)?;
+    let (start, end) = range::bind_span(offset, slot.npages(), gmem.size())?;
 
     let _lock = file.mapping().invalidate_lock();
     if gmem.bindings.find(start, end - 1).is_some() {
@@ -32,14 +38,14 @@ pub(crate) fn bind(kvm: Kvm, slot: Memslot, fd: u32, offset: u64) -> Result {
 
     // The slot is new and not yet visible to vCPUs, so the fault path cannot
     // see it half bound.
-    slot.set_binding(file.as_raw(), start as u64);
+    slot.set_binding(&file, start as u64);
     if let Err(e) = gmem
         .bindings
-        .store_range(start, end - 1, Some(slot.as_non_null()), GFP_KERNEL)
+        .store_range(start, end - 1, Some(BoundSlot::new(slot)), GFP_KERNEL)
     {
         // Erasing frees memory, it does not need any.
         let _ = gmem.bindings.store_range(start, end - 1, None, GFP_KERNEL);
-        slot.set_binding(core::ptr::null_mut(), 0);
+        slot.clear_file();
         return Err(e);
     }
     // The file reference is dropped even on success: the file pins the VM,
@@ -48,7 +54,7 @@ pub(crate) fn bind(kvm: Kvm, slot: Memslot, fd: u32, offset: u64) -> Result {
 }
 
 /// Removes `slot`'s range from `gmem`'s bindings and clears its file.
-fn remove(gmem: &GmemFile, slot: Memslot) {
+fn remove(gmem: &GmemFile, slot: &Memslot) {
     let start = slot.pgoff() as usize;
     let end = start + slot.npages() as usize;
     // Erasing frees memory, it does not need any.
@@ -62,28 +68,28 @@ fn remove(gmem: &GmemFile, slot: Memslot) {
 ///
 /// Copes with a file that is already released (its release cleared the
 /// slot's file pointer) and with one being released right now.
-pub(crate) fn unbind(slot: Memslot) {
-    let raw = slot.file();
-    if raw.is_null() {
+///
+/// # Safety
+///
+/// The caller holds the VM's `slots_lock`.
+pub(crate) unsafe fn unbind(slot: &Memslot) {
+    if !slot.is_bound() {
         return;
     }
-    // SAFETY: the slot's file pointer is read under slots_lock, which the
-    // release of a guest_memfd takes before clearing it.
-    match unsafe { File::get_active(slot.file_slot()) } {
+    match slot.gmem_file() {
         Some(file) => {
-            if let Some(gmem) = GmemFile::of(&file) {
-                let _lock = file.mapping().invalidate_lock();
-                remove(gmem, slot);
-            }
+            let gmem = GmemFile::of_gmem_file(&file);
+            let _lock = file.mapping().invalidate_lock();
+            remove(gmem, slot);
         }
         None => {
             // The file is being closed: its release waits for slots_lock,
             // which our caller holds, before it clears the bindings and
             // frees its state, so both are still here.
-            // SAFETY: see above; `raw` is the dying file, not yet freed.
-            let file = unsafe { File::from_raw(raw) };
-            if let Some(gmem) = GmemFile::of(file) {
-                remove(gmem, slot);
+            // SAFETY: our caller holds the slots lock, and we use the
+            // file only in this call.
+            if let Some(file) = unsafe { slot.released_file() } {
+                remove(GmemFile::of_gmem_file(file), slot);
             }
         }
     }

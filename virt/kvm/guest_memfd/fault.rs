@@ -3,7 +3,7 @@
 //! The private-fault path: from a gfn of a bound memslot to the pfn of a
 //! zeroed, prepared page (`kvm_gmem_get_pfn()`), and its use by populate.
 
-use kernel::{folio::LockedFolio, fs::file::File, prelude::*, warn_on};
+use kernel::{folio::LockedFolio, fs::file::LocalFile, prelude::*, warn_on};
 
 use crate::{
     gmem_file::GmemFile,
@@ -23,28 +23,28 @@ pub(crate) struct Found {
 }
 
 /// Looks up (allocating if needed) the folio backing file page `index` of
-/// `file` for `slot`.
+/// the guest_memfd `file` for `slot`.
 ///
 /// Errors: `EFAULT` if the slot is no longer bound to `file`, `EIO` if the
 /// bindings disagree with the slot, `EHWPOISON` if the page is poisoned,
 /// and allocation errors.
-pub(crate) fn find(file: &File, slot: Memslot, index: usize) -> Result<Found> {
-    if slot.file() != file.as_raw() {
+pub(crate) fn find(file: &LocalFile, slot: &Memslot, index: usize) -> Result<Found> {
+    if !slot.is_bound_to(file) {
         // The slot was unbound (its file pointer cleared) since the caller
         // took the file; any other file is a bug.
-        warn_on!(!slot.file().is_null());
+        warn_on!(slot.is_bound());
         return Err(EFAULT);
     }
-    let gmem = GmemFile::of(file).ok_or(EFAULT)?;
+    let gmem = GmemFile::of_gmem_file(file);
     let bound = gmem.bindings.load(index);
-    if bound != Some(slot.as_non_null()) {
+    if !bound.is_some_and(|b| b.is(slot)) {
         // The index may be unbound, but never bound to another slot.
         warn_on!(bound.is_some());
         return Err(EIO);
     }
     let folio = file.mapping().grab_folio(index)?;
     if folio.test_hwpoison() {
-        return Err(range::ehwpoison());
+        return Err(EHWPOISON);
     }
     let pfn = folio.file_pfn(index);
     Ok(Found {
@@ -57,7 +57,7 @@ pub(crate) fn find(file: &File, slot: Memslot, index: usize) -> Result<Found> {
 /// Makes a fresh folio, which holds file page `index` of `slot`, usable by
 /// the guest: zeroes it so that no host data leaks, runs the architecture's
 /// prepare hook and marks it up to date.
-pub(crate) fn prepare(kvm: Kvm, slot: Memslot, index: usize, folio: &LockedFolio) -> Result {
+pub(crate) fn prepare(kvm: &Kvm, slot: &Memslot, index: usize, folio: &LockedFolio) -> Result {
     folio.zero();
 
     let order = folio.order();
@@ -67,16 +67,15 @@ pub(crate) fn prepare(kvm: Kvm, slot: Memslot, index: usize, folio: &LockedFolio
     let index = index & !((1usize << order) - 1);
     let pfn = folio.file_pfn(index);
     let first_gfn = range::index_to_gfn(slot.base_gfn(), slot.pgoff(), index);
-    let rc = kvm.arch_prepare(first_gfn, pfn as u64, order);
-    if rc != 0 {
+    if let Err(e) = kvm.arch_prepare(first_gfn, pfn as u64, order) {
         pr_warn!(
             "Failed to prepare folio for index {:x} GFN {:x} PFN {:x} error {}.\n",
             index,
             first_gfn,
             pfn,
-            rc
+            e.to_errno()
         );
-        return Err(Error::from_errno(rc));
+        return Err(e);
     }
     folio.mark_uptodate();
     Ok(())
@@ -84,11 +83,9 @@ pub(crate) fn prepare(kvm: Kvm, slot: Memslot, index: usize, folio: &LockedFolio
 
 /// `kvm_gmem_get_pfn()`: the pfn and maximum mapping order for `gfn` of
 /// `slot`.  On success the caller owns a reference on the page.
-pub(crate) fn get_pfn(kvm: Kvm, slot: Memslot, gfn: u64) -> Result<(usize, u32)> {
+pub(crate) fn get_pfn(kvm: &Kvm, slot: &Memslot, gfn: u64) -> Result<(usize, u32)> {
     let index = range::gfn_to_index(slot.base_gfn(), slot.pgoff(), gfn);
-    // SAFETY: the fault path runs under the VM's memslots SRCU, which keeps
-    // `slot` and the memory its file pointer refers to valid.
-    let file = unsafe { File::get_active(slot.file_slot()) }.ok_or(EFAULT)?;
+    let file = slot.gmem_file().ok_or(EFAULT)?;
 
     let found = find(&file, slot, index)?;
     if !found.folio.test_uptodate() {

@@ -1,24 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The C boundary: the entry points KVM calls (declared in
-//! `include/linux/kvm_gmem.h`), the file, inode and address-space operations
-//! of a guest_memfd, and the inode set-up that needs raw bindings.
+//! `include/linux/kvm_gmem.h`) and the file, inode and address-space
+//! operations of a guest_memfd.
 //!
-//! Errors become negative errnos here and nowhere else.
+//! Each function here only turns raw arguments into the typed objects of
+//! [`crate::kvm`] and the kernel crate, calls the core, and turns its
+//! `Result` into what C expects: errors become negative errnos here and
+//! nowhere else.  Nothing else in the crate imports this module.
 
-use core::{
-    ffi::c_void,
-    ptr::{self, NonNull},
-};
+use core::ffi::c_void;
 use kernel::{
-    alloc::{flags::GFP_HIGHUSER, KBox},
-    bindings, c_str,
+    bindings,
     ffi::{c_int, c_long},
-    filemap::Mapping,
+    filemap::{AddressSpaceOperations, Mapping},
     folio::Folio,
-    fs::file::{self, flags, File, FileOperations},
+    fs::{
+        file::{FileOperations, LocalFile},
+        inode::InodeOperations,
+    },
     prelude::*,
-    types::ARef,
     warn_on,
 };
 
@@ -26,10 +27,50 @@ use kernel::{
 use crate::attributes;
 use crate::{
     bind, fault,
-    gmem_file::GmemFile,
-    kvm::{Kvm, Memslot},
+    gmem_file::{GmemBox, GmemFile, Operations},
+    kvm::{Kvm, Memslot, PostPopulate},
     populate,
 };
+
+/// Checks at compile time that the Rust definition of a C entry point has
+/// exactly the type of its prototype in `include/linux/kvm_gmem.h`, as
+/// bindgen read it: the two branches must coerce to one function pointer
+/// type.
+macro_rules! matches_c_prototype {
+    ($($name:ident),* $(,)?) => {
+        $(
+            const _: () = {
+                let _ = if true { bindings::$name } else { $name };
+            };
+        )*
+    };
+}
+
+matches_c_prototype!(
+    kvm_gmem_init,
+    kvm_gmem_create,
+    kvm_gmem_bind,
+    kvm_gmem_unbind,
+    kvm_gmem_get_pfn,
+);
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
+matches_c_prototype!(kvm_gmem_populate);
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+matches_c_prototype!(
+    kvm_gmem_supported_mem_attributes,
+    kvm_gmem_set_mem_attributes,
+);
+
+/// The result of a C entry point that returns 0 or a negative errno.
+fn to_c_int(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Operations tables.
 
 /// `struct file_operations` of a guest_memfd: open, release and fallocate;
 /// everything else is refused by the VFS (read/write `EINVAL`, mmap
@@ -45,89 +86,32 @@ static GMEM_FOPS: FileOperations = FileOperations::new(bindings::file_operations
 
 /// `struct address_space_operations` of a guest_memfd: no dirty tracking,
 /// no migration, memory errors invalidate, freeing runs the arch hook.
-static GMEM_AOPS: bindings::address_space_operations = bindings::address_space_operations {
-    dirty_folio: Some(bindings::noop_dirty_folio),
-    migrate_folio: Some(gmem_migrate_folio),
-    error_remove_folio: Some(gmem_error_remove_folio),
-    #[cfg(CONFIG_HAVE_KVM_ARCH_GMEM_INVALIDATE)]
-    free_folio: Some(gmem_free_folio),
-    // SAFETY: all-zero is a valid `address_space_operations`.
-    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
-};
+static GMEM_AOPS: AddressSpaceOperations =
+    AddressSpaceOperations::new(bindings::address_space_operations {
+        dirty_folio: Some(bindings::noop_dirty_folio),
+        migrate_folio: Some(gmem_migrate_folio),
+        error_remove_folio: Some(gmem_error_remove_folio),
+        #[cfg(CONFIG_HAVE_KVM_ARCH_GMEM_INVALIDATE)]
+        free_folio: Some(gmem_free_folio),
+        // SAFETY: all-zero is a valid `address_space_operations`.
+        ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+    });
 
 /// `struct inode_operations` of a guest_memfd: stat works, changing
 /// attributes (truncate, chmod) does not.
-static GMEM_IOPS: bindings::inode_operations = bindings::inode_operations {
+static GMEM_IOPS: InodeOperations = InodeOperations::new(bindings::inode_operations {
     getattr: Some(gmem_getattr),
     setattr: Some(gmem_setattr),
     // SAFETY: all-zero is a valid `inode_operations`.
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+});
+
+/// The tables, for the core.
+static OPS: Operations = Operations {
+    file: &GMEM_FOPS,
+    inode: &GMEM_IOPS,
+    mapping: &GMEM_AOPS,
 };
-
-/// Whether `file` is a guest_memfd.
-pub(crate) fn is_gmem_file(file: &File) -> bool {
-    ptr::eq(file.fops(), GMEM_FOPS.as_raw())
-}
-
-/// Creates the anonymous-inode file of a new guest_memfd of `size` bytes
-/// whose state is `gmem`, and sets its inode up.
-pub(crate) fn create_file(gmem: *mut GmemFile, size: i64, gmem_flags: u64) -> Result<ARef<File>> {
-    // SAFETY: the callbacks of `GMEM_FOPS` expect a `GmemFile` in the
-    // private data, which stays valid until the file's release takes it
-    // back; the owner is KVM's module, set by `kvm_gmem_init()`.
-    let file = unsafe {
-        file::anon_inode_create_getfile(
-            c_str!("[kvm-gmem]"),
-            GMEM_FOPS.as_raw(),
-            gmem.cast(),
-            flags::O_RDWR,
-        )
-    }?;
-    file.set_flags(flags::O_LARGEFILE);
-
-    let inode = file.inode_raw();
-    // SAFETY: the inode was just created for this file and nobody else
-    // uses it yet; its mapping is the file's mapping.
-    unsafe {
-        (*inode).i_private = gmem_flags as usize as *mut c_void;
-        (*inode).i_op = &GMEM_IOPS;
-        (*(*inode).i_mapping).a_ops = &GMEM_AOPS;
-        (*(*inode).i_mapping).i_private_data = gmem.cast();
-        (*inode).i_mode |= bindings::S_IFREG as u16;
-        (*inode).i_size = size;
-    }
-    let mapping = file.mapping();
-    mapping.set_gfp_mask(GFP_HIGHUSER);
-    mapping.set_inaccessible();
-    // Unmovable mappings are supposed to be unevictable as well.
-    warn_on!(!mapping.unevictable());
-    Ok(file)
-}
-
-/// Forgets the `GmemFile` a mapping points to; the caller holds the
-/// invalidate lock for writing.
-pub(crate) fn detach_mapping(mapping: &Mapping) {
-    // SAFETY: the mapping is live and its private data is ours; writers
-    // hold the invalidate lock exclusively, readers hold it shared.
-    unsafe { (*mapping.as_raw()).i_private_data = ptr::null_mut() };
-}
-
-/// The `GmemFile` of a mapping, if its file is not released.  The caller
-/// holds the invalidate lock.
-fn gmem_of_mapping(mapping: &Mapping) -> Option<&GmemFile> {
-    // SAFETY: the mapping is live; its private data is either null or a
-    // `GmemFile` that release detaches under the invalidate lock, which the
-    // caller holds.
-    let p = unsafe { (*mapping.as_raw()).i_private_data };
-    // SAFETY: see above.
-    NonNull::new(p.cast::<GmemFile>()).map(|p| unsafe { p.as_ref() })
-}
-
-/// `cond_resched()`, a macro.
-pub(crate) fn cond_resched() {
-    // SAFETY: called from process context without spinlocks held.
-    unsafe { bindings::kvm_gmem_shim_cond_resched() };
-}
 
 // ---------------------------------------------------------------------------
 // Entry points.
@@ -155,14 +139,10 @@ pub unsafe extern "C" fn kvm_gmem_create(
     kvm: *mut bindings::kvm,
     args: *mut bindings::kvm_create_guest_memfd,
 ) -> c_int {
-    let Some(kvm) = NonNull::new(kvm) else {
-        return EINVAL.to_errno();
-    };
-    // SAFETY: the caller passes a live VM.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    // SAFETY: the caller passes the ioctl argument.
-    let (size, flags) = unsafe { ((*args).size as i64, (*args).flags) };
-    match GmemFile::create(kvm, size, flags) {
+    // SAFETY: the caller passes a live VM and the ioctl argument.
+    let (kvm, args) = unsafe { (Kvm::from_raw(kvm), &*args) };
+    match GmemFile::create(kvm, args.size as i64, args.flags, &OPS) {
+        // CAST: file descriptors fit in an int.
         Ok(fd) => fd as c_int,
         Err(e) => e.to_errno(),
     }
@@ -181,15 +161,10 @@ pub unsafe extern "C" fn kvm_gmem_bind(
     fd: u32,
     offset: u64,
 ) -> c_int {
-    let (Some(kvm), Some(slot)) = (NonNull::new(kvm), NonNull::new(slot)) else {
-        return EINVAL.to_errno();
-    };
-    // SAFETY: the caller passes a live VM and one of its new memslots.
+    // SAFETY: the caller passes a live VM and one of its new memslots,
+    // which has no guest_memfd yet.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
-    match bind::bind(kvm, slot, fd, offset) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    to_c_int(bind::bind(kvm, slot, fd, offset, &OPS))
 }
 
 /// Unbinds a guest_memfd memslot that is being deleted.
@@ -199,10 +174,8 @@ pub unsafe extern "C" fn kvm_gmem_bind(
 /// `slot` is a live memslot; the caller holds `slots_lock`.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_gmem_unbind(slot: *mut bindings::kvm_memory_slot) {
-    if let Some(slot) = NonNull::new(slot) {
-        // SAFETY: the caller passes a live memslot.
-        bind::unbind(unsafe { Memslot::from_raw(slot) });
-    }
+    // SAFETY: the caller passes a live memslot and holds `slots_lock`.
+    unsafe { bind::unbind(Memslot::from_raw(slot)) };
 }
 
 /// The pfn backing a private gfn; 0 or a negative errno.  On success the
@@ -220,9 +193,6 @@ pub unsafe extern "C" fn kvm_gmem_get_pfn(
     pfn: *mut u64,
     max_order: *mut c_int,
 ) -> c_int {
-    let (Some(kvm), Some(slot)) = (NonNull::new(kvm), NonNull::new(slot)) else {
-        return EFAULT.to_errno();
-    };
     // SAFETY: the caller passes a live VM and one of its memslots.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
     match fault::get_pfn(kvm, slot, gfn) {
@@ -257,13 +227,14 @@ pub unsafe extern "C" fn kvm_gmem_populate(
     post_populate: bindings::kvm_gmem_populate_cb,
     opaque: *mut c_void,
 ) -> c_long {
-    let (Some(kvm), Some(post)) = (NonNull::new(kvm), post_populate) else {
+    // SAFETY: the caller passes a live VM whose slots lock it holds.
+    let slots = unsafe { Kvm::from_raw(kvm).slots_locked() };
+    // SAFETY: the caller guarantees the callback contract.
+    let Some(post) = (unsafe { PostPopulate::new(post_populate, src, opaque) }) else {
         return EINVAL.to_errno() as c_long;
     };
-    // SAFETY: the caller passes a live VM.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    // SAFETY: the caller guarantees the callback contract.
-    match unsafe { populate::populate(kvm, gfn, src, npages as i64, post, opaque) } {
+    match populate::populate(&slots, gfn, npages as i64, &post) {
+        // CAST: at most `npages` pages.
         Ok(n) => n as c_long,
         Err(e) => e.to_errno() as c_long,
     }
@@ -279,7 +250,7 @@ pub unsafe extern "C" fn kvm_gmem_populate(
 #[no_mangle]
 pub unsafe extern "C" fn kvm_gmem_supported_mem_attributes(kvm: *mut bindings::kvm) -> u64 {
     // SAFETY: the caller passes null or a live VM.
-    attributes::supported(NonNull::new(kvm).map(|kvm| unsafe { Kvm::from_raw(kvm) }))
+    attributes::supported((!kvm.is_null()).then(|| unsafe { Kvm::from_raw(kvm) }))
 }
 
 /// `KVM_SET_MEMORY_ATTRIBUTES`: 0 or a negative errno.
@@ -293,17 +264,9 @@ pub unsafe extern "C" fn kvm_gmem_set_mem_attributes(
     kvm: *mut bindings::kvm,
     attrs: *const bindings::kvm_memory_attributes,
 ) -> c_int {
-    let (Some(kvm), false) = (NonNull::new(kvm), attrs.is_null()) else {
-        return EINVAL.to_errno();
-    };
-    // SAFETY: the caller passes a live VM.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    // SAFETY: the caller passes the ioctl argument.
-    let a = unsafe { &*attrs };
-    match attributes::set(kvm, a.address, a.size, a.attributes, a.flags) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    // SAFETY: the caller passes a live VM and the ioctl argument.
+    let (kvm, a) = unsafe { (Kvm::from_raw(kvm), &*attrs) };
+    to_c_int(attributes::set(kvm, a.address, a.size, a.attributes, a.flags))
 }
 
 /// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
@@ -323,12 +286,8 @@ pub unsafe extern "C" fn kvm_range_has_memory_attributes(
     mask: u64,
     attrs: u64,
 ) -> bool {
-    let Some(kvm) = NonNull::new(kvm) else {
-        return false;
-    };
     // SAFETY: the caller passes a live VM.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    attributes::range_has(kvm, start, end, mask, attrs)
+    attributes::range_has(unsafe { Kvm::from_raw(kvm) }, start, end, mask, attrs)
 }
 
 // ---------------------------------------------------------------------------
@@ -340,16 +299,12 @@ pub unsafe extern "C" fn kvm_range_has_memory_attributes(
 ///
 /// Called by the VFS, once, with a guest_memfd file whose last reference
 /// was just dropped.
-unsafe extern "C" fn gmem_release(
-    _inode: *mut bindings::inode,
-    file: *mut bindings::file,
-) -> c_int {
+unsafe extern "C" fn gmem_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: the VFS passes the file being released; it is still valid.
-    let file = unsafe { File::from_raw(file) };
-    let gmem = file.private_data().cast::<GmemFile>();
-    // SAFETY: `private_data` holds the pinned `GmemFile` created with the
-    // file, which only this release takes back.
-    let gmem = unsafe { Pin::new_unchecked(KBox::from_raw(gmem)) };
+    let file = unsafe { LocalFile::from_raw_file(file) };
+    // SAFETY: the private data is the `GmemBox` the file was created with,
+    // which only this release takes back.
+    let gmem = unsafe { file.take_private_data::<GmemBox>() };
     gmem.release(file.mapping());
     0
 }
@@ -366,14 +321,9 @@ unsafe extern "C" fn gmem_fallocate(
     len: bindings::loff_t,
 ) -> c_long {
     // SAFETY: the VFS passes a file it holds a reference on.
-    let file = unsafe { File::from_raw(file) };
-    let Some(gmem) = GmemFile::of(file) else {
-        return EINVAL.to_errno() as c_long;
-    };
-    match gmem.fallocate(file, mode, offset, len) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno() as c_long,
-    }
+    let file = unsafe { LocalFile::from_raw_file(file) };
+    let gmem = GmemFile::of_gmem_file(file);
+    to_c_int(gmem.fallocate(file, mode, offset, len)) as c_long
 }
 
 /// `address_space_operations::migrate_folio`: guest_memfd pages never move.
@@ -389,8 +339,7 @@ extern "C" fn gmem_migrate_folio(
 }
 
 /// `address_space_operations::error_remove_folio`: a memory error hit a
-/// folio.  Zap its mappings; the page stays, and a later fault on it gets
-/// `EHWPOISON`.  What to do about it is userspace's decision.
+/// folio of a guest_memfd.
 ///
 /// # Safety
 ///
@@ -403,13 +352,7 @@ unsafe extern "C" fn gmem_error_remove_folio(
     // SAFETY: memory-failure handling passes a live mapping and one of its
     // folios, on which it holds a reference.
     let (mapping, folio) = unsafe { (Mapping::from_raw(mapping), Folio::from_raw(folio)) };
-    let _lock = mapping.invalidate_lock_shared();
-    if let Some(gmem) = gmem_of_mapping(mapping) {
-        let start = folio.index();
-        let end = start + folio.nr_pages();
-        gmem.invalidate_begin(start, end);
-        gmem.invalidate_end(start, end);
-    }
+    GmemFile::memory_failure(mapping, folio);
     MF_DELAYED
 }
 

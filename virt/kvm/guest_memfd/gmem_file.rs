@@ -1,84 +1,146 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A guest_memfd file: its creation, `fallocate()`, release, and the
-//! invalidation of the guest mappings it backs.
+//! A guest_memfd file: its creation, `fallocate()`, release, memory
+//! errors, and the invalidation of the guest mappings it backs.
 
-use core::ptr::NonNull;
 use kernel::{
-    alloc::{flags::GFP_KERNEL, KBox},
-    bindings,
-    filemap::Mapping,
-    fs::file::{FdReservation, File},
+    alloc::{
+        flags::{GFP_HIGHUSER, GFP_KERNEL},
+        KBox,
+    },
+    c_str,
+    filemap::{AddressSpaceOperations, Mapping},
+    folio::Folio,
+    fs::{
+        file::{anon_inode_create_getfile, flags, FileDescriptorReservation, FileOperations, LocalFile},
+        inode::InodeOperations,
+    },
     prelude::*,
+    task,
+    types::ARef,
     warn_on,
     xarray::{AllocFlags, XArray},
 };
 
 use crate::{
-    ffi,
-    kvm::{Kvm, KvmRef, Memslot},
+    kvm::{BoundSlot, Kvm},
     range::{self, Fallocate},
 };
 
-/// The state of one guest_memfd, hung off its file's `private_data` and its
-/// mapping's `i_private_data`.
+/// What a guest_memfd file holds in its private data.
+pub(crate) type GmemBox = Pin<KBox<GmemFile>>;
+
+/// The C operations tables of a guest_memfd file, its inode and its
+/// mapping, which the FFI module defines.  A file is a guest_memfd if and
+/// only if its file operations are `file`.
+pub(crate) struct Operations {
+    /// `file_operations`: open, release and fallocate.
+    pub(crate) file: &'static FileOperations,
+    /// `inode_operations`: getattr and setattr.
+    pub(crate) inode: &'static InodeOperations,
+    /// `address_space_operations`: no dirty tracking, no migration, memory
+    /// errors and freeing.
+    pub(crate) mapping: &'static AddressSpaceOperations,
+}
+
+/// The state of one guest_memfd, owned by its file's `private_data` and
+/// pointed to by its mapping's `i_private_data` until the file's release.
 ///
 /// # Invariants
 ///
 /// Every memslot in `bindings` is live and bound to this file (see
-/// [`Memslot`]); `bindings` only changes under the mapping's invalidate
+/// [`BoundSlot`]); `bindings` only changes under the mapping's invalidate
 /// lock held for writing.
 #[pin_data]
 pub(crate) struct GmemFile {
     /// The memslots bound to this file, indexed by file page.
     #[pin]
-    pub(crate) bindings: XArray<NonNull<bindings::kvm_memory_slot>>,
+    pub(crate) bindings: XArray<BoundSlot>,
     /// The file's size in bytes; a guest_memfd never changes size.
-    pub(crate) size: i64,
+    size: i64,
     /// The VM this guest_memfd belongs to.  The file pins the VM, not the
     /// other way round.  Declared after `bindings` so that it is dropped
     /// last.
-    pub(crate) kvm: KvmRef,
+    kvm: ARef<Kvm>,
 }
 
 impl GmemFile {
-    fn new(kvm: Kvm, size: i64) -> impl PinInit<Self, Error> {
+    fn new(kvm: ARef<Kvm>, size: i64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             bindings <- XArray::new(AllocFlags::NONE),
             size,
-            kvm: kvm.get(),
+            kvm,
         })
     }
 
     /// The guest_memfd state of `file`, if `file` is a guest_memfd.
-    pub(crate) fn of(file: &File) -> Option<&GmemFile> {
-        if !ffi::is_gmem_file(file) {
+    pub(crate) fn of<'a>(file: &'a LocalFile, ops: &Operations) -> Option<&'a GmemFile> {
+        if !file.has_operations(ops.file) {
             return None;
         }
-        // SAFETY: guest_memfd files keep a `GmemFile` in `private_data`
-        // until their release, and `file` is a live reference.
-        Some(unsafe { &*file.private_data().cast::<GmemFile>() })
+        // SAFETY: files with the guest_memfd file operations hold a
+        // `GmemBox` in their private data, which only their release takes
+        // back.
+        Some(unsafe { file.private_data::<GmemBox>() }.get_ref())
+    }
+
+    /// The guest_memfd state of `file`, a file that a memslot is bound to
+    /// (see [`crate::kvm::Memslot`]) or that the VFS calls a guest_memfd
+    /// callback for.
+    pub(crate) fn of_gmem_file(file: &LocalFile) -> &GmemFile {
+        // SAFETY: only `bind` stores a file in a memslot, after `of`
+        // accepted it, and the VFS calls the callbacks of a file's own
+        // operations; either way the file is a guest_memfd, whose private
+        // data is a `GmemBox` until its release.
+        unsafe { file.private_data::<GmemBox>() }.get_ref()
+    }
+
+    /// The VM this guest_memfd belongs to.
+    pub(crate) fn kvm(&self) -> &Kvm {
+        &self.kvm
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn size(&self) -> i64 {
+        self.size
     }
 
     /// `KVM_CREATE_GUEST_MEMFD`: returns the new file descriptor.
-    pub(crate) fn create(kvm: Kvm, size: i64, flags: u64) -> Result<u32> {
+    pub(crate) fn create(kvm: &Kvm, size: i64, flags: u64, ops: &'static Operations) -> Result<u32> {
         range::check_create(size, flags)?;
 
-        let fd = FdReservation::get_unused(0)?;
-        let gmem = KBox::pin_init(Self::new(kvm, size), GFP_KERNEL)?;
-        // SAFETY: the `GmemFile` is never moved out of its allocation; the
-        // file's release turns the pointer back into the pinned box.
-        let gmem = KBox::into_raw(unsafe { Pin::into_inner_unchecked(gmem) });
-        let file = match ffi::create_file(gmem, size, flags) {
-            Ok(file) => file,
-            Err(e) => {
-                // SAFETY: `gmem` came from `KBox::into_raw` above and was not
-                // handed to any file.
-                drop(unsafe { KBox::from_raw(gmem) });
-                return Err(e);
-            }
-        };
-        Ok(fd.install(file))
+        let fd = FileDescriptorReservation::get_unused_fd_flags(0)?;
+        let gmem = KBox::pin_init(Self::new(kvm.into(), size), GFP_KERNEL)?;
+        // SAFETY: the guest_memfd callbacks treat the private data as a
+        // `GmemBox`, and the release takes it back; the owner of the
+        // table is KVM's module, set by `kvm_gmem_init()`.
+        let file = unsafe {
+            anon_inode_create_getfile(c_str!("[kvm-gmem]"), ops.file, gmem, flags::O_RDWR)
+        }?;
+        file.set_flags(flags::O_LARGEFILE);
+
+        let inode = file.inode();
+        let mapping = inode.mapping();
+        // SAFETY: the inode and its mapping were just created for this
+        // file, nobody else uses them yet, and the guest_memfd callbacks
+        // expect what is set up here.
+        unsafe {
+            inode.set_operations(ops.inode);
+            inode.add_mode(kernel::fs::inode::S_IFREG);
+            inode.init_size(size);
+            mapping.set_operations(ops.mapping);
+            // The file owns its state until its release, which clears
+            // this pointer under the invalidate lock first.
+            mapping.set_private_data(Some(Self::of_gmem_file(&file)));
+        }
+        mapping.set_gfp_mask(GFP_HIGHUSER);
+        mapping.set_inaccessible();
+        // Unmovable mappings are supposed to be unevictable as well.
+        warn_on!(!mapping.unevictable());
+
+        let fd_num = fd.reserved_fd();
+        fd.fd_install(file);
+        Ok(fd_num)
     }
 
     /// Zaps the guest's private mappings of file pages `[start, end)` in
@@ -89,8 +151,9 @@ impl GmemFile {
         let mut flush = false;
 
         for (_, slot) in self.bindings.iter_range(start, end - 1) {
-            // SAFETY: slots in the bindings are live (type invariant).
-            let slot = unsafe { Memslot::from_raw(slot) };
+            // SAFETY: the slot is in the bindings, and the caller holds
+            // the invalidate lock.
+            let slot = unsafe { slot.get() };
             let (first, last) =
                 range::slot_gfn_range(slot.base_gfn(), slot.pgoff(), slot.npages(), start, end);
             let guard = mmu.get_or_insert_with(|| {
@@ -117,7 +180,7 @@ impl GmemFile {
     }
 
     /// `fallocate()` on a guest_memfd.
-    pub(crate) fn fallocate(&self, file: &File, mode: i32, offset: i64, len: i64) -> Result {
+    pub(crate) fn fallocate(&self, file: &LocalFile, mode: i32, offset: i64, len: i64) -> Result {
         let ret = match range::check_fallocate(mode, offset, len)? {
             Fallocate::PunchHole => self.punch_hole(file.mapping(), offset, len),
             Fallocate::Allocate => self.allocate(file.mapping(), offset, len),
@@ -160,16 +223,33 @@ impl GmemFile {
             if warn_on!(index == 0) {
                 break;
             }
-            ffi::cond_resched();
+            task::cond_resched();
         }
         Ok(())
+    }
+
+    /// A memory error hit `folio` of the guest_memfd whose mapping is
+    /// `mapping`: zap the guest's mappings of it.  The page stays, and a
+    /// later fault on it gets `EHWPOISON`; what to do about it is
+    /// userspace's decision.
+    pub(crate) fn memory_failure(mapping: &Mapping, folio: &Folio) {
+        let _lock = mapping.invalidate_lock_shared();
+        // SAFETY: the private data of a guest_memfd mapping is null or its
+        // `GmemFile`, which the release clears under the invalidate lock,
+        // held here, before freeing it.
+        if let Some(gmem) = unsafe { mapping.private_data::<GmemFile>() } {
+            let start = folio.index();
+            let end = start + folio.nr_pages();
+            gmem.invalidate_begin(start, end);
+            gmem.invalidate_end(start, end);
+        }
     }
 
     /// The file's last reference is gone: unbind every memslot, zap the
     /// guest's mappings and let the VM go.
     ///
     /// The memory itself stays with the inode, which the page cache frees.
-    pub(crate) fn release(self: Pin<KBox<Self>>, mapping: &Mapping) {
+    pub(crate) fn release(self: GmemBox, mapping: &Mapping) {
         {
             // Keeps memslot updates from freeing a bound slot under us;
             // unbind cannot get the file any more (its count is zero) and
@@ -178,12 +258,15 @@ impl GmemFile {
             let _lock = mapping.invalidate_lock();
 
             for (_, slot) in self.bindings.iter_range(0, usize::MAX) {
-                // SAFETY: slots in the bindings are live (type invariant).
-                unsafe { Memslot::from_raw(slot) }.clear_file();
+                // SAFETY: the slot is in the bindings, and we hold the
+                // invalidate lock.
+                unsafe { slot.get() }.clear_file();
             }
             self.invalidate_begin(0, usize::MAX);
             self.invalidate_end(0, usize::MAX);
-            ffi::detach_mapping(mapping);
+            // SAFETY: readers of the private data hold the invalidate
+            // lock, which we hold for writing.
+            unsafe { mapping.set_private_data::<GmemFile>(None) };
         }
         // Dropping destroys the bindings, then puts the VM.
         drop(self);

@@ -1,269 +1,129 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The KVM objects guest_memfd works with: the VM, its memslots and the MMU
-//! lock.
+//! The KVM objects guest_memfd works with: the VM, its memslots, their
+//! locks and the architecture's hooks.
 //!
-//! They are reached through the C shim (`shim.c`, declared in
-//! `include/linux/kvm_gmem.h`) because the fields and locks involved are C
-//! structure members, macros and static inlines.
+//! They are modelled as `kernel::mm` models `mm_struct`: a [`Kvm`] or a
+//! [`Memslot`] is the C object itself (`Opaque`), only ever used by
+//! reference; an owned reference on a VM is an [`ARef<Kvm>`]; a memslot is
+//! borrowed for as long as the lock or the reference that keeps it alive
+//! ([`SlotsLocked::gfn_to_memslot`]).  The fields, macros and inlines
+//! involved are reached through the C shim (`shim.c`, declared in `shim.h`).
+//!
+//! This module and the FFI module are the only ones that touch raw
+//! bindings.
 
-use core::ptr::{self, NonNull};
-use kernel::bindings;
+use core::{ffi::c_void, marker::PhantomData, ptr};
+use kernel::{
+    bindings,
+    error::to_result,
+    fs::file::{File, LocalFile},
+    prelude::*,
+    types::{ARef, AlwaysRefCounted, Opaque},
+};
 #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
 use kernel::xarray::{XArray, XaValue};
 
-/// A reference on a VM (`kvm_get_kvm()`), dropped with `kvm_put_kvm()`.
+use crate::range::PAGE_SIZE;
+
+/// A VM, a C `struct kvm`.
 ///
 /// # Invariants
 ///
-/// `self.0` points to a `struct kvm` on which this object owns a reference.
-pub(crate) struct KvmRef(NonNull<bindings::kvm>);
+/// A `&Kvm` only exists while a reference on the VM is held (by the KVM
+/// caller of an entry point, or by an [`ARef<Kvm>`]), so the VM is live for
+/// the lifetime of the borrow.
+#[repr(transparent)]
+pub(crate) struct Kvm(Opaque<bindings::kvm>);
 
 // SAFETY: a VM reference may be taken and dropped on any thread.
-unsafe impl Send for KvmRef {}
-// SAFETY: all methods of `KvmRef` may be called concurrently.
-unsafe impl Sync for KvmRef {}
+unsafe impl Send for Kvm {}
+// SAFETY: the methods taking `&self` use the VM's own locks.
+unsafe impl Sync for Kvm {}
 
-impl KvmRef {
-    /// Takes a new reference on `kvm`.
+// SAFETY: VMs are reference counted by `kvm_get_kvm()`/`kvm_put_kvm()`,
+// and destroyed only when the count drops to zero.
+unsafe impl AlwaysRefCounted for Kvm {
+    fn inc_ref(&self) {
+        // SAFETY: by the type invariant the VM is live, so its count is not
+        // zero.
+        unsafe { bindings::kvm_gmem_shim_get_kvm(self.as_ptr()) };
+    }
+
+    unsafe fn dec_ref(obj: ptr::NonNull<Self>) {
+        // SAFETY: the caller gives up a reference it owns. `Kvm` is
+        // `repr(transparent)`, so the cast is valid.
+        unsafe { bindings::kvm_gmem_shim_put_kvm(obj.cast().as_ptr()) };
+    }
+}
+
+impl Kvm {
+    /// Borrows the VM an entry point received.
     ///
     /// # Safety
     ///
-    /// `kvm` must point to a live VM on which the caller holds a reference
-    /// for the duration of the call.
-    pub(crate) unsafe fn get(kvm: NonNull<bindings::kvm>) -> Self {
-        // SAFETY: the caller guarantees that `kvm` is live.
-        unsafe { bindings::kvm_gmem_shim_get_kvm(kvm.as_ptr()) };
-        // INVARIANT: we just took the reference.
-        Self(kvm)
+    /// `ptr` must point to a VM on which the caller holds a reference for
+    /// the lifetime `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::kvm) -> &'a Kvm {
+        // SAFETY: guaranteed by the caller; `Kvm` is `repr(transparent)`.
+        unsafe { &*ptr.cast() }
     }
 
-    /// The VM as a raw pointer, valid as long as `self` is.
+    /// The VM as a raw pointer, for the C calls of this module and of the
+    /// FFI module.
     pub(crate) fn as_ptr(&self) -> *mut bindings::kvm {
-        self.0.as_ptr()
+        self.0.get()
     }
 
     /// Takes `kvm->slots_lock`.
     pub(crate) fn slots_lock(&self) -> SlotsLockGuard<'_> {
         // SAFETY: by the type invariant the VM is live.
         unsafe { bindings::kvm_gmem_shim_slots_lock(self.as_ptr()) };
-        // INVARIANT: the lock was just taken.
-        SlotsLockGuard(self)
+        // INVARIANT: the lock was just taken, by this task.
+        SlotsLockGuard(SlotsLocked {
+            kvm: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Borrows `kvm->slots_lock` that the caller already holds (lockdep
+    /// checks it).
+    ///
+    /// # Safety
+    ///
+    /// The current task must hold the VM's `slots_lock` for the lifetime
+    /// `'a`.
+    pub(crate) unsafe fn slots_locked(&self) -> SlotsLocked<'_> {
+        // SAFETY: by the type invariant the VM is live.
+        unsafe { bindings::kvm_gmem_shim_assert_slots_locked(self.as_ptr()) };
+        // INVARIANT: guaranteed by the caller.
+        SlotsLocked {
+            kvm: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Takes `kvm->mmu_lock` for writing.
     pub(crate) fn mmu_lock(&self) -> MmuLockGuard<'_> {
         // SAFETY: by the type invariant the VM is live.
         unsafe { bindings::kvm_gmem_shim_mmu_lock(self.as_ptr()) };
-        // INVARIANT: the lock was just taken.
-        MmuLockGuard(self)
-    }
-}
-
-impl Drop for KvmRef {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant we own a reference, given up here.
-        unsafe { bindings::kvm_gmem_shim_put_kvm(self.0.as_ptr()) };
-    }
-}
-
-/// `kvm->slots_lock`, held.
-///
-/// # Invariants
-///
-/// The current thread holds the slots lock of `self.0`.
-pub(crate) struct SlotsLockGuard<'a>(&'a KvmRef);
-
-impl Drop for SlotsLockGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant we hold the lock.
-        unsafe { bindings::kvm_gmem_shim_slots_unlock(self.0.as_ptr()) };
-    }
-}
-
-/// `kvm->mmu_lock`, held for writing.
-///
-/// # Invariants
-///
-/// The current thread holds the MMU lock of `self.0`.
-pub(crate) struct MmuLockGuard<'a>(&'a KvmRef);
-
-impl MmuLockGuard<'_> {
-    /// `kvm_mmu_invalidate_begin()`: starts an invalidation, so that faults
-    /// racing with it retry.
-    pub(crate) fn invalidate_begin(&self) {
-        // SAFETY: the VM is live and, by the type invariant, its MMU lock
-        // is held as `kvm_mmu_invalidate_begin()` requires.
-        unsafe { bindings::kvm_gmem_shim_mmu_invalidate_begin(self.0.as_ptr()) };
-    }
-
-    /// `kvm_mmu_invalidate_end()`: ends an invalidation begun earlier.
-    pub(crate) fn invalidate_end(&self) {
-        // SAFETY: as in `invalidate_begin`.
-        unsafe { bindings::kvm_gmem_shim_mmu_invalidate_end(self.0.as_ptr()) };
-    }
-
-    /// Zaps the private mappings of gfns `[start, end)` of `slot`; returns
-    /// whether TLBs must be flushed.
-    pub(crate) fn unmap_private(&self, slot: Memslot, start: u64, end: u64) -> bool {
-        // SAFETY: the VM is live, its MMU lock is held (type invariant) and
-        // `slot` is one of its memslots (`Memslot` invariant).
-        unsafe {
-            bindings::kvm_gmem_shim_unmap_private(self.0.as_ptr(), slot.0.as_ptr(), start, end)
+        // INVARIANT: the lock was just taken, by this task.
+        MmuLockGuard {
+            kvm: self,
+            _not_send: PhantomData,
         }
     }
 
-    /// Flushes the TLBs of every vCPU of the VM.
-    pub(crate) fn flush_remote_tlbs(&self) {
-        // SAFETY: the VM is live.
-        unsafe { bindings::kvm_gmem_shim_flush_remote_tlbs(self.0.as_ptr()) };
-    }
-}
-
-impl Drop for MmuLockGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant we hold the lock.
-        unsafe { bindings::kvm_gmem_shim_mmu_unlock(self.0.as_ptr()) };
-    }
-}
-
-/// A memslot bound (or being bound) to a guest_memfd.
-///
-/// # Invariants
-///
-/// `self.0` points to a live `struct kvm_memory_slot`.  A slot stays live
-/// while it is in a guest_memfd's bindings: KVM unbinds it (under the
-/// guest_memfd's invalidate lock, or under `slots_lock` against release)
-/// before freeing it, and every user of a `Memslot` holds one of those
-/// locks, an SRCU read lock on the VM's memslots, or is the KVM code that
-/// owns the slot.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Memslot(NonNull<bindings::kvm_memory_slot>);
-
-impl Memslot {
-    /// Wraps a memslot pointer received from KVM.
-    ///
-    /// # Safety
-    ///
-    /// `slot` must point to a live memslot and stay live for as long as the
-    /// returned value (or a copy of it) is used, as the type invariant says.
-    pub(crate) unsafe fn from_raw(slot: NonNull<bindings::kvm_memory_slot>) -> Self {
-        // INVARIANT: guaranteed by the caller.
-        Self(slot)
-    }
-
-    /// The memslot as a pointer, for storing in the bindings.
-    pub(crate) fn as_non_null(self) -> NonNull<bindings::kvm_memory_slot> {
-        self.0
-    }
-
-    /// The first gfn of the slot.
-    pub(crate) fn base_gfn(self) -> u64 {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_base_gfn(self.0.as_ptr()) }
-    }
-
-    /// The number of pages in the slot.
-    pub(crate) fn npages(self) -> u64 {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_npages(self.0.as_ptr()) as u64 }
-    }
-
-    /// The page offset of the slot in its guest_memfd.
-    pub(crate) fn pgoff(self) -> u64 {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_pgoff(self.0.as_ptr()) as u64 }
-    }
-
-    /// The guest_memfd file the slot is bound to (`READ_ONCE`), possibly
-    /// null or already released.
-    pub(crate) fn file(self) -> *mut bindings::file {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_file(self.0.as_ptr()) }
-    }
-
-    /// Where the slot keeps its file pointer, for `get_file_active()`.
-    pub(crate) fn file_slot(self) -> *mut *mut bindings::file {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_file_slot(self.0.as_ptr()) }
-    }
-
-    /// Records (or with a null `file`, clears) the slot's binding.
-    pub(crate) fn set_binding(self, file: *mut bindings::file, pgoff: u64) {
-        // SAFETY: the slot is live (type invariant); the file pointer is
-        // only stored, and readers treat it as possibly stale.
-        unsafe { bindings::kvm_gmem_shim_slot_set_binding(self.0.as_ptr(), file, pgoff as _) };
-    }
-
-    /// Clears the slot's file pointer, keeping its offset.
-    pub(crate) fn clear_file(self) {
-        self.set_binding(ptr::null_mut(), self.pgoff());
-    }
-
-    /// Whether the slot may hold private memory.
-    pub(crate) fn can_be_private(self) -> bool {
-        // SAFETY: the slot is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_slot_can_be_private(self.0.as_ptr()) }
-    }
-}
-
-/// A VM borrowed from the KVM caller of an entry point.
-///
-/// # Invariants
-///
-/// `self.0` points to a live VM for the lifetime of the value (the caller
-/// of the entry point holds a reference).
-#[derive(Clone, Copy)]
-pub(crate) struct Kvm(NonNull<bindings::kvm>);
-
-impl Kvm {
-    /// Wraps the VM pointer an entry point received.
-    ///
-    /// # Safety
-    ///
-    /// `kvm` must point to a live VM for as long as the returned value is
-    /// used.
-    pub(crate) unsafe fn from_raw(kvm: NonNull<bindings::kvm>) -> Self {
-        // INVARIANT: guaranteed by the caller.
-        Self(kvm)
-    }
-
-    /// The VM as a raw pointer.
-    pub(crate) fn as_ptr(self) -> *mut bindings::kvm {
-        self.0.as_ptr()
-    }
-
-    /// Takes a reference on the VM.
-    pub(crate) fn get(self) -> KvmRef {
-        // SAFETY: the VM is live (type invariant).
-        unsafe { KvmRef::get(self.0) }
-    }
-
-    /// Checks that the caller holds `kvm->slots_lock` (lockdep).
-    pub(crate) fn assert_slots_locked(self) {
-        // SAFETY: the VM is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_assert_slots_locked(self.as_ptr()) };
-    }
-
-    /// The memslot holding `gfn`, if any.
-    pub(crate) fn gfn_to_memslot(self, gfn: u64) -> Option<Memslot> {
-        // SAFETY: the VM is live (type invariant); the caller holds
-        // slots_lock, which keeps the returned slot live.
-        let slot = unsafe { bindings::kvm_gmem_shim_gfn_to_memslot(self.as_ptr(), gfn) };
-        // SAFETY: a non-null result is a live memslot of the VM.
-        NonNull::new(slot).map(|s| unsafe { Memslot::from_raw(s) })
-    }
-
     /// Whether the VM can have private memory (`kvm_arch_has_private_mem()`).
-    pub(crate) fn has_private_mem(self) -> bool {
-        // SAFETY: the VM is live (type invariant).
+    pub(crate) fn has_private_mem(&self) -> bool {
+        // SAFETY: by the type invariant the VM is live.
         unsafe { bindings::kvm_gmem_shim_has_private_mem(self.as_ptr()) }
     }
 
     /// The VM's memory attribute store, `kvm->mem_attr_array`.
     #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
     pub(crate) fn mem_attrs(&self) -> &XArray<XaValue> {
-        // SAFETY: the VM is live (type invariant), so its array is.
+        // SAFETY: by the type invariant the VM is live, so its array is.
         let xa = unsafe { bindings::kvm_gmem_shim_mem_attr_array(self.as_ptr()) };
         // SAFETY: KVM initialised the array when it created the VM and
         // destroys it only when the VM is freed, after the last reference
@@ -271,31 +131,316 @@ impl Kvm {
         unsafe { XArray::from_raw(xa) }
     }
 
+    /// The architecture's hook that makes a fresh folio of `1 << order`
+    /// pages usable as private memory (SEV-SNP: RMP update).
+    pub(crate) fn arch_prepare(&self, gfn: u64, pfn: u64, order: u32) -> Result {
+        // SAFETY: by the type invariant the VM is live. CAST: orders are
+        // small.
+        to_result(unsafe {
+            bindings::kvm_gmem_shim_arch_prepare(self.as_ptr(), gfn, pfn, order as i32)
+        })
+    }
+}
+
+/// `kvm->slots_lock`, known to be held by the current task: the proof that
+/// memslots cannot change.
+///
+/// # Invariants
+///
+/// The current task holds the slots lock of `kvm` for the lifetime `'a`.
+pub(crate) struct SlotsLocked<'a> {
+    kvm: &'a Kvm,
+    /// A mutex is released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> SlotsLocked<'a> {
+    /// The VM whose lock this is.
+    pub(crate) fn kvm(&self) -> &'a Kvm {
+        self.kvm
+    }
+
+    /// The memslot holding `gfn`, if any, live while the lock is held.
+    pub(crate) fn gfn_to_memslot(&self, gfn: u64) -> Option<&'a Memslot> {
+        // SAFETY: the VM is live and its slots lock is held (type
+        // invariant).
+        let slot = unsafe { bindings::kvm_gmem_shim_gfn_to_memslot(self.kvm.as_ptr(), gfn) };
+        // SAFETY: a non-null result is a memslot of the VM, which cannot be
+        // freed while the slots lock is held.
+        (!slot.is_null()).then(|| unsafe { Memslot::from_raw(slot) })
+    }
+
     /// Runs the MMU side of a change of the attributes of `[start, end)` to
     /// `attrs` before the store changes: for each memslot in the range,
     /// starts an MMU invalidation and zaps the mappings
-    /// (`kvm_arch_pre_set_memory_attributes()`).  Needs `slots_lock`.
+    /// (`kvm_arch_pre_set_memory_attributes()`).
     #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
-    pub(crate) fn attrs_pre_set(self, start: u64, end: u64, attrs: u64) {
-        // SAFETY: the VM is live (type invariant); the caller holds
-        // slots_lock.
-        unsafe { bindings::kvm_gmem_shim_attrs_pre_set(self.as_ptr(), start, end, attrs as _) };
+    pub(crate) fn attrs_pre_set(&self, start: u64, end: u64, attrs: u64) {
+        // SAFETY: the VM is live and its slots lock is held (type
+        // invariant).
+        unsafe { bindings::kvm_gmem_shim_attrs_pre_set(self.kvm.as_ptr(), start, end, attrs as _) };
     }
 
     /// Runs the MMU side of a change of attributes after the store changed:
     /// recomputes the huge page limits of the memslots in the range
-    /// (`kvm_arch_post_set_memory_attributes()`) and ends the invalidation.
+    /// (`kvm_arch_post_set_memory_attributes()`) and ends the invalidation
+    /// [`SlotsLocked::attrs_pre_set`] began.
     #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
-    pub(crate) fn attrs_post_set(self, start: u64, end: u64, attrs: u64) {
-        // SAFETY: as in `attrs_pre_set`, which the caller called before.
-        unsafe { bindings::kvm_gmem_shim_attrs_post_set(self.as_ptr(), start, end, attrs as _) };
+    pub(crate) fn attrs_post_set(&self, start: u64, end: u64, attrs: u64) {
+        // SAFETY: as in `attrs_pre_set`.
+        unsafe { bindings::kvm_gmem_shim_attrs_post_set(self.kvm.as_ptr(), start, end, attrs as _) };
+    }
+}
+
+/// `kvm->slots_lock`, taken by [`Kvm::slots_lock`] and released on drop.
+///
+/// # Invariants
+///
+/// The current task holds the lock, and the guard is responsible for
+/// releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub(crate) struct SlotsLockGuard<'a>(SlotsLocked<'a>);
+
+impl<'a> core::ops::Deref for SlotsLockGuard<'a> {
+    type Target = SlotsLocked<'a>;
+
+    fn deref(&self) -> &SlotsLocked<'a> {
+        &self.0
+    }
+}
+
+impl Drop for SlotsLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold the lock.
+        unsafe { bindings::kvm_gmem_shim_slots_unlock(self.0.kvm.as_ptr()) };
+    }
+}
+
+/// `kvm->mmu_lock`, held for writing.
+///
+/// # Invariants
+///
+/// The current task holds the MMU lock of `kvm`, and the guard is
+/// responsible for releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub(crate) struct MmuLockGuard<'a> {
+    kvm: &'a Kvm,
+    /// A lock is released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl MmuLockGuard<'_> {
+    /// `kvm_mmu_invalidate_begin()`: starts an invalidation, so that faults
+    /// racing with it retry.
+    pub(crate) fn invalidate_begin(&self) {
+        // SAFETY: the VM is live and, by the type invariant, its MMU lock
+        // is held as `kvm_mmu_invalidate_begin()` requires.
+        unsafe { bindings::kvm_gmem_shim_mmu_invalidate_begin(self.kvm.as_ptr()) };
     }
 
-    /// The architecture's hook that makes a fresh page usable as private
-    /// memory (SEV-SNP: RMP update); a negative errno on failure.
-    pub(crate) fn arch_prepare(self, gfn: u64, pfn: u64, order: u32) -> i32 {
-        // SAFETY: the VM is live (type invariant).
-        unsafe { bindings::kvm_gmem_shim_arch_prepare(self.as_ptr(), gfn, pfn, order as i32) }
+    /// `kvm_mmu_invalidate_end()`: ends an invalidation begun earlier.
+    pub(crate) fn invalidate_end(&self) {
+        // SAFETY: as in `invalidate_begin`.
+        unsafe { bindings::kvm_gmem_shim_mmu_invalidate_end(self.kvm.as_ptr()) };
+    }
+
+    /// Zaps the private mappings of gfns `[start, end)` of `slot`, one of
+    /// the VM's memslots; returns whether TLBs must be flushed.
+    pub(crate) fn unmap_private(&self, slot: &Memslot, start: u64, end: u64) -> bool {
+        // SAFETY: the VM is live, its MMU lock is held (type invariant) and
+        // `slot` is live (its type invariant).
+        unsafe {
+            bindings::kvm_gmem_shim_unmap_private(self.kvm.as_ptr(), slot.as_ptr(), start, end)
+        }
+    }
+
+    /// Flushes the TLBs of every vCPU of the VM.
+    pub(crate) fn flush_remote_tlbs(&self) {
+        // SAFETY: the VM is live.
+        unsafe { bindings::kvm_gmem_shim_flush_remote_tlbs(self.kvm.as_ptr()) };
+    }
+}
+
+impl Drop for MmuLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold the lock.
+        unsafe { bindings::kvm_gmem_shim_mmu_unlock(self.kvm.as_ptr()) };
+    }
+}
+
+/// A memslot, a C `struct kvm_memory_slot`.
+///
+/// # Invariants
+///
+/// A `&Memslot` only exists while the slot is live: the borrow is tied to
+/// what keeps it so (the slots lock, the memslots SRCU read lock of the KVM
+/// caller of an entry point, or the invalidate lock of a guest_memfd whose
+/// bindings hold it: KVM unbinds a slot before freeing it).  Its
+/// `gmem.file` is null or a guest_memfd file that [`Memslot::set_binding`]
+/// stored, which the file's release clears before the file is freed.
+#[repr(transparent)]
+pub(crate) struct Memslot(Opaque<bindings::kvm_memory_slot>);
+
+// SAFETY: the fields read through `&Memslot` are fixed while the slot is
+// live, except `gmem.file`, which is read and written with READ_ONCE and
+// WRITE_ONCE.
+unsafe impl Sync for Memslot {}
+// SAFETY: a memslot is not tied to a thread.
+unsafe impl Send for Memslot {}
+
+impl Memslot {
+    /// Borrows a memslot an entry point received.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a memslot that stays live for the lifetime `'a`,
+    /// and its `gmem.file` must be as the type invariant says.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_memory_slot) -> &'a Memslot {
+        // SAFETY: guaranteed by the caller; `Memslot` is
+        // `repr(transparent)`.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_ptr(&self) -> *mut bindings::kvm_memory_slot {
+        self.0.get()
+    }
+
+    /// The first gfn of the slot.
+    pub(crate) fn base_gfn(&self) -> u64 {
+        // SAFETY: the slot is live (type invariant).
+        unsafe { bindings::kvm_gmem_shim_slot_base_gfn(self.as_ptr()) }
+    }
+
+    /// The number of pages in the slot.
+    pub(crate) fn npages(&self) -> u64 {
+        // SAFETY: the slot is live (type invariant).
+        unsafe { bindings::kvm_gmem_shim_slot_npages(self.as_ptr()) as u64 }
+    }
+
+    /// The page offset of the slot in its guest_memfd.
+    pub(crate) fn pgoff(&self) -> u64 {
+        // SAFETY: the slot is live (type invariant).
+        unsafe { bindings::kvm_gmem_shim_slot_pgoff(self.as_ptr()) as u64 }
+    }
+
+    /// Whether the slot may hold private memory.
+    pub(crate) fn can_be_private(&self) -> bool {
+        // SAFETY: the slot is live (type invariant).
+        unsafe { bindings::kvm_gmem_shim_slot_can_be_private(self.as_ptr()) }
+    }
+
+    /// A reference on the slot's guest_memfd file, unless the slot is
+    /// unbound or the file is being released (C's `kvm_gmem_get_file()`).
+    pub(crate) fn gmem_file(&self) -> Option<ARef<File>> {
+        // SAFETY: the slot is live, and its file pointer is null or a
+        // guest_memfd file that the file's release clears before the file
+        // is freed (type invariant), which is what `get_active` needs.
+        unsafe { File::get_active(bindings::kvm_gmem_shim_slot_file_slot(self.as_ptr())) }
+    }
+
+    /// Whether the slot has a guest_memfd file (`READ_ONCE`), possibly one
+    /// being released.
+    pub(crate) fn is_bound(&self) -> bool {
+        // SAFETY: the slot is live (type invariant).
+        !unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) }.is_null()
+    }
+
+    /// Whether the slot is bound to `file` (`READ_ONCE`).
+    pub(crate) fn is_bound_to(&self, file: &LocalFile) -> bool {
+        // SAFETY: the slot is live (type invariant).
+        ptr::eq(unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) }, file.as_ptr())
+    }
+
+    /// The guest_memfd file of the slot whose last reference is gone but
+    /// whose release has not run yet, if that is the state of the slot's
+    /// file.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the VM's slots lock, which the release of a
+    /// guest_memfd takes before it clears the slot's file pointer and
+    /// frees its state, and does not use the returned file after it drops
+    /// the lock.  (The file's count may be zero: only its private data and
+    /// mapping may be used.)
+    pub(crate) unsafe fn released_file(&self) -> Option<&LocalFile> {
+        // SAFETY: the slot is live (type invariant).
+        let file = unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) };
+        // SAFETY: a non-null pointer is a guest_memfd file whose memory and
+        // state stay valid until its release, which waits for the slots
+        // lock the caller holds.
+        (!file.is_null()).then(|| unsafe { LocalFile::from_raw_file(file) })
+    }
+
+    /// Records that the new slot is bound to `file` from file page `pgoff`.
+    pub(crate) fn set_binding(&self, file: &LocalFile, pgoff: u64) {
+        // SAFETY: the slot is live (type invariant); `file` is a
+        // guest_memfd (the caller checked), which clears the pointer in its
+        // release.
+        unsafe { bindings::kvm_gmem_shim_slot_set_binding(self.as_ptr(), file.as_ptr(), pgoff as _) };
+    }
+
+    /// Clears the slot's file pointer, keeping its offset.
+    pub(crate) fn clear_file(&self) {
+        // SAFETY: the slot is live (type invariant); a null file keeps the
+        // invariant.
+        unsafe {
+            bindings::kvm_gmem_shim_slot_set_binding(
+                self.as_ptr(),
+                ptr::null_mut(),
+                self.pgoff() as _,
+            )
+        };
+    }
+}
+
+/// The architecture's per-page callback of `kvm_gmem_populate()` with its
+/// arguments: copies (and encrypts) a source page into a guest page.
+///
+/// # Invariants
+///
+/// `post` is not `None`, and may be called with the VM of the populate
+/// call, `src` advanced by whole pages (or null), and `opaque`.
+pub(crate) struct PostPopulate {
+    post: bindings::kvm_gmem_populate_cb,
+    src: *mut c_void,
+    opaque: *mut c_void,
+}
+
+impl PostPopulate {
+    /// Wraps the callback `kvm_gmem_populate()` received; `None` if it is
+    /// null.
+    ///
+    /// # Safety
+    ///
+    /// `post` must be safe to call with the VM being populated, `src`
+    /// advanced page by page (or null) and `opaque`, as the architecture
+    /// code that passes them promises.
+    pub(crate) unsafe fn new(
+        post: bindings::kvm_gmem_populate_cb,
+        src: *mut c_void,
+        opaque: *mut c_void,
+    ) -> Option<Self> {
+        // INVARIANT: checked here, and guaranteed by the caller.
+        post.is_some().then_some(Self { post, src, opaque })
+    }
+
+    /// Calls the callback for `1 << order` pages at `gfn`, backed by `pfn`,
+    /// whose source is page `page` of the source buffer.
+    pub(crate) fn call(&self, kvm: &Kvm, gfn: u64, pfn: u64, page: u64, order: u32) -> Result {
+        let Some(post) = self.post else {
+            // Not reached: the type invariant says it is set.
+            return Err(EINVAL);
+        };
+        let src = if self.src.is_null() {
+            ptr::null_mut()
+        } else {
+            // A user pointer: only the callback dereferences it, with
+            // copy_from_user().
+            self.src.wrapping_byte_add((page * PAGE_SIZE) as usize)
+        };
+        // SAFETY: by the type invariant the callback may be called with
+        // these arguments. CAST: orders are small.
+        to_result(unsafe { post(kvm.as_ptr(), gfn, pfn, src, order as i32, self.opaque) })
     }
 }
 
@@ -308,8 +453,58 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
     unsafe { bindings::kvm_gmem_shim_arch_invalidate(start_pfn, end_pfn) };
 }
 
-/// Whether the current task has a fatal signal pending.
-pub(crate) fn fatal_signal_pending() -> bool {
-    // SAFETY: only looks at the current task.
-    unsafe { bindings::kvm_gmem_shim_fatal_signal_pending() }
+/// A memslot in a guest_memfd's bindings: a pointer the bindings do not
+/// own.
+///
+/// # Invariants
+///
+/// Points to a memslot.  While the value is in the bindings of a
+/// guest_memfd, the slot is live: KVM unbinds a slot, under the
+/// guest_memfd's invalidate lock (or under the slots lock, against the
+/// file's release), before freeing it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BoundSlot(ptr::NonNull<Memslot>);
+
+// SAFETY: the pointer is only dereferenced under the invariant above, by
+// any thread.
+unsafe impl Send for BoundSlot {}
+
+impl BoundSlot {
+    /// The bindings entry of `slot`.
+    pub(crate) fn new(slot: &Memslot) -> Self {
+        Self(ptr::NonNull::from(slot))
+    }
+
+    /// Whether this is the entry of `slot`.
+    pub(crate) fn is(self, slot: &Memslot) -> bool {
+        ptr::eq(self.0.as_ptr(), slot)
+    }
+
+    /// The memslot.
+    ///
+    /// # Safety
+    ///
+    /// The entry was read from the bindings of a guest_memfd whose
+    /// invalidate lock (or, against the file's release, the VM's slots
+    /// lock) the caller holds for the lifetime `'a`.
+    pub(crate) unsafe fn get<'a>(self) -> &'a Memslot {
+        // SAFETY: by the type invariant the slot is live while it is in
+        // the bindings, which cannot change under the lock the caller
+        // holds.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// SAFETY: `NonNull` is never null, its addresses are aligned to more than
+// 4 bytes (memslots are kernel objects), and `from_raw` gives back what
+// `into_raw` was given.
+unsafe impl kernel::xarray::XaEntry for BoundSlot {
+    fn into_raw(self) -> *mut c_void {
+        self.0.as_ptr().cast()
+    }
+
+    unsafe fn from_raw(ptr: *mut c_void) -> Self {
+        // SAFETY: the caller guarantees that `ptr` came from `into_raw`.
+        Self(unsafe { ptr::NonNull::new_unchecked(ptr.cast()) })
+    }
 }

@@ -7,7 +7,10 @@
 //! errno here is the one 6.12's `virt/kvm/guest_memfd.c` returns for the same
 //! input.
 
-use kernel::error::{code::*, Error, Result};
+use kernel::{
+    error::{code::*, Error, Result},
+    uapi,
+};
 
 /// log2 of the page size guest_memfd works in.
 pub(crate) const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
@@ -15,21 +18,14 @@ pub(crate) const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 /// The page size guest_memfd works in.
 pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
-/// `FALLOC_FL_KEEP_SIZE` from `include/uapi/linux/falloc.h`.
-pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+/// `FALLOC_FL_KEEP_SIZE`: allocate without changing the file size.
+pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = uapi::FALLOC_FL_KEEP_SIZE as i32;
 
-/// `FALLOC_FL_PUNCH_HOLE` from `include/uapi/linux/falloc.h`.
-pub(crate) const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+/// `FALLOC_FL_PUNCH_HOLE`: free a range.
+pub(crate) const FALLOC_FL_PUNCH_HOLE: i32 = uapi::FALLOC_FL_PUNCH_HOLE as i32;
 
-/// `EOPNOTSUPP`, which `kernel::error::code` does not name in 6.12.
-pub(crate) fn eopnotsupp() -> Error {
-    Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))
-}
-
-/// `EHWPOISON`, which `kernel::error::code` does not name in 6.12.
-pub(crate) fn ehwpoison() -> Error {
-    Error::from_errno(-(kernel::bindings::EHWPOISON as i32))
-}
+/// `KVM_MEMORY_ATTRIBUTE_PRIVATE`: the gfn is private memory.
+pub(crate) const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
 
 /// Whether `v` is a multiple of the page size.
 pub(crate) fn page_aligned(v: u64) -> bool {
@@ -69,10 +65,10 @@ pub(crate) enum Fallocate {
 /// here: `vfs_fallocate()` rejects them.
 pub(crate) fn check_fallocate(mode: i32, offset: i64, len: i64) -> Result<Fallocate> {
     if mode & FALLOC_FL_KEEP_SIZE == 0 {
-        return Err(eopnotsupp());
+        return Err(EOPNOTSUPP);
     }
     if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
-        return Err(eopnotsupp());
+        return Err(EOPNOTSUPP);
     }
     if !page_aligned(offset as u64) || !page_aligned(len as u64) {
         return Err(EINVAL);
@@ -153,18 +149,14 @@ pub(crate) fn slot_gfn_range(
 }
 
 /// What `kvm_gmem_populate()` returns after `done` pages when the last step
-/// ended with `ret` (0 or a negative errno): the error if nothing was
-/// populated, else the number of pages populated.
-pub(crate) fn populate_result(ret: i64, done: i64) -> i64 {
-    if ret != 0 && done == 0 {
-        ret
-    } else {
-        done
+/// failed with `failed`, if it did: the error if nothing was populated, else
+/// the number of pages populated.
+pub(crate) fn populate_result(failed: Option<Error>, done: u64) -> Result<u64> {
+    match failed {
+        Some(e) if done == 0 => Err(e),
+        _ => Ok(done),
     }
 }
-
-/// `KVM_MEMORY_ATTRIBUTE_PRIVATE` from `include/uapi/linux/kvm.h`.
-pub(crate) const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
 
 /// Checks the arguments of `KVM_SET_MEMORY_ATTRIBUTES`, given the
 /// attributes the VM supports, and returns the gfn range `[start, end)`.

@@ -30,7 +30,6 @@ fn errno<T>(r: Result<T>) -> i32 {
 }
 
 const P: i64 = PAGE_SIZE as i64;
-const EOPNOTSUPP_ERRNO: i32 = -(kernel::bindings::EOPNOTSUPP as i32);
 
 /// `KVM_CREATE_GUEST_MEMFD` argument checks.
 #[no_mangle]
@@ -61,21 +60,21 @@ pub extern "C" fn gmem_rs_test_fallocate() -> i32 {
         check_fallocate(keep | punch, P, 4 * P) == Ok(Fallocate::PunchHole)
     );
     // KEEP_SIZE is required.
-    check!(c, errno(check_fallocate(0, 0, P)) == EOPNOTSUPP_ERRNO);
-    check!(c, errno(check_fallocate(punch, 0, P)) == EOPNOTSUPP_ERRNO);
+    check!(c, errno(check_fallocate(0, 0, P)) == EOPNOTSUPP.to_errno());
+    check!(c, errno(check_fallocate(punch, 0, P)) == EOPNOTSUPP.to_errno());
     // COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE, UNSHARE_RANGE.
     for extra in [0x08, 0x10, 0x20, 0x40] {
         check!(
             c,
-            errno(check_fallocate(keep | extra, 0, P)) == EOPNOTSUPP_ERRNO
+            errno(check_fallocate(keep | extra, 0, P)) == EOPNOTSUPP.to_errno()
         );
         check!(
             c,
-            errno(check_fallocate(keep | punch | extra, 0, P)) == EOPNOTSUPP_ERRNO
+            errno(check_fallocate(keep | punch | extra, 0, P)) == EOPNOTSUPP.to_errno()
         );
     }
     // The mode is checked before alignment.
-    check!(c, errno(check_fallocate(0, 1, 1)) == EOPNOTSUPP_ERRNO);
+    check!(c, errno(check_fallocate(0, 1, 1)) == EOPNOTSUPP.to_errno());
     check!(c, errno(check_fallocate(keep, 1, P)) == EINVAL.to_errno());
     check!(
         c,
@@ -198,11 +197,10 @@ pub extern "C" fn gmem_rs_test_gfn_math() -> i32 {
 #[no_mangle]
 pub extern "C" fn gmem_rs_test_populate_result() -> i32 {
     let mut c = Checker::new("populate_result");
-    let einval = EINVAL.to_errno() as i64;
-    check!(c, populate_result(0, 0) == 0);
-    check!(c, populate_result(0, 8) == 8);
-    check!(c, populate_result(einval, 0) == einval);
-    check!(c, populate_result(einval, 3) == 3);
+    check!(c, populate_result(None, 0) == Ok(0));
+    check!(c, populate_result(None, 8) == Ok(8));
+    check!(c, populate_result(Some(EINVAL), 0) == Err(EINVAL));
+    check!(c, populate_result(Some(EINVAL), 3) == Ok(3));
     c.done()
 }
 

@@ -7,6 +7,8 @@
 #include <linux/kvm_host.h>
 #include <linux/kvm_gmem.h>
 
+#include "shim.h"
+
 #include "../kvm_mm.h"
 
 void kvm_gmem_shim_get_kvm(struct kvm *kvm)
@@ -143,16 +145,6 @@ struct xarray *kvm_gmem_shim_mem_attr_array(struct kvm *kvm)
 	return &kvm->mem_attr_array;
 }
 #endif
-
-bool kvm_gmem_shim_fatal_signal_pending(void)
-{
-	return fatal_signal_pending(current);
-}
-
-void kvm_gmem_shim_cond_resched(void)
-{
-	cond_resched();
-}
 
 /*
  * These entry points are Rust functions (ffi.rs), declared in kvm_gmem.h;

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The C shim of the Rust guest_memfd (shim.c): the KVM internals it needs
+ * that are macros, static inlines or structure fields.  Private to
+ * virt/kvm/; read by bindgen through rust/bindings/bindings_helper.h, so it
+ * only uses types that need no KVM headers.  The attribute hooks are
+ * defined in kvm_main.c, next to what they call.
+ */
+#ifndef __KVM_GMEM_SHIM_H
+#define __KVM_GMEM_SHIM_H
+
+#include <linux/types.h>
+#include <linux/kvm_types.h>
+
+struct file;
+struct kvm;
+struct kvm_memory_slot;
+struct xarray;
+
+/* VM lifetime and locks. */
+void kvm_gmem_shim_get_kvm(struct kvm *kvm);
+void kvm_gmem_shim_put_kvm(struct kvm *kvm);
+void kvm_gmem_shim_slots_lock(struct kvm *kvm);
+void kvm_gmem_shim_slots_unlock(struct kvm *kvm);
+void kvm_gmem_shim_assert_slots_locked(struct kvm *kvm);
+
+/* Memslot fields. */
+u64 kvm_gmem_shim_slot_base_gfn(const struct kvm_memory_slot *slot);
+unsigned long kvm_gmem_shim_slot_npages(const struct kvm_memory_slot *slot);
+unsigned long kvm_gmem_shim_slot_pgoff(const struct kvm_memory_slot *slot);
+struct file *kvm_gmem_shim_slot_file(const struct kvm_memory_slot *slot);
+struct file **kvm_gmem_shim_slot_file_slot(struct kvm_memory_slot *slot);
+void kvm_gmem_shim_slot_set_binding(struct kvm_memory_slot *slot,
+				    struct file *file, unsigned long pgoff);
+bool kvm_gmem_shim_slot_can_be_private(const struct kvm_memory_slot *slot);
+struct kvm_memory_slot *kvm_gmem_shim_gfn_to_memslot(struct kvm *kvm, u64 gfn);
+
+/* Zapping private mappings: mmu_lock, invalidation and TLB flushes. */
+void kvm_gmem_shim_mmu_lock(struct kvm *kvm);
+void kvm_gmem_shim_mmu_unlock(struct kvm *kvm);
+void kvm_gmem_shim_mmu_invalidate_begin(struct kvm *kvm);
+void kvm_gmem_shim_mmu_invalidate_end(struct kvm *kvm);
+bool kvm_gmem_shim_unmap_private(struct kvm *kvm, struct kvm_memory_slot *slot,
+				 u64 start_gfn, u64 end_gfn);
+void kvm_gmem_shim_flush_remote_tlbs(struct kvm *kvm);
+
+/* Arch hooks (SEV-SNP); no-ops where the architecture has none. */
+int kvm_gmem_shim_arch_prepare(struct kvm *kvm, u64 gfn, u64 pfn, int order);
+void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn);
+
+/* Memory attributes; the pre/post hooks are in kvm_main.c. */
+bool kvm_gmem_shim_has_private_mem(struct kvm *kvm);
+#ifdef CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES
+struct xarray *kvm_gmem_shim_mem_attr_array(struct kvm *kvm);
+void kvm_gmem_shim_attrs_pre_set(struct kvm *kvm, gfn_t start, gfn_t end,
+				 unsigned long attrs);
+void kvm_gmem_shim_attrs_post_set(struct kvm *kvm, gfn_t start, gfn_t end,
+				  unsigned long attrs);
+#endif
+
+#endif /* __KVM_GMEM_SHIM_H */
