@@ -18,13 +18,12 @@ use kernel::{
     bindings,
     error::to_result,
     fs::file::{File, LocalFile},
+    page::PAGE_SIZE,
     prelude::*,
     types::{ARef, AlwaysRefCounted, Opaque},
 };
 #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
 use kernel::xarray::{XArray, XaValue};
-
-use crate::range::PAGE_SIZE;
 
 /// A VM, a C `struct kvm`.
 ///
@@ -436,7 +435,7 @@ impl PostPopulate {
         } else {
             // A user pointer: only the callback dereferences it, with
             // copy_from_user().
-            self.src.wrapping_byte_add((page * PAGE_SIZE) as usize)
+            self.src.wrapping_byte_add(page as usize * PAGE_SIZE)
         };
         // SAFETY: by the type invariant the callback may be called with
         // these arguments. CAST: orders are small.
