@@ -78,7 +78,9 @@ pub(crate) unsafe fn unbind(slot: &Memslot) {
     }
     match slot.gmem_file() {
         Some(file) => {
-            let gmem = GmemFile::of_gmem_file(&file);
+            // SAFETY: the slot is bound to `file`, a guest_memfd, and we
+            // hold a reference on it.
+            let gmem = unsafe { GmemFile::of_gmem_file(&file) };
             let _lock = file.mapping().invalidate_lock();
             remove(gmem, slot);
         }
@@ -89,7 +91,10 @@ pub(crate) unsafe fn unbind(slot: &Memslot) {
             // SAFETY: our caller holds the slots lock, and we use the
             // file only in this call.
             if let Some(file) = unsafe { slot.released_file() } {
-                remove(GmemFile::of_gmem_file(file), slot);
+                // SAFETY: the slot is bound to `file`, a guest_memfd whose
+                // release waits for the slots lock before it takes its
+                // state back.
+                remove(unsafe { GmemFile::of_gmem_file(file) }, slot);
             }
         }
     }

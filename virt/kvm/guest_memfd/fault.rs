@@ -35,7 +35,9 @@ pub(crate) fn find(file: &LocalFile, slot: &Memslot, index: usize) -> Result<Fou
         warn_on!(slot.is_bound());
         return Err(EFAULT);
     }
-    let gmem = GmemFile::of_gmem_file(file);
+    // SAFETY: the slot is bound to `file` (checked just above), so it is
+    // a guest_memfd, on which the caller holds a reference.
+    let gmem = unsafe { GmemFile::of_gmem_file(file) };
     let bound = gmem.bindings.load(index);
     if !bound.is_some_and(|b| b.is(slot)) {
         // The index may be unbound, but never bound to another slot.

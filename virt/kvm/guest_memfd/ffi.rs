@@ -322,7 +322,8 @@ unsafe extern "C" fn gmem_fallocate(
 ) -> c_long {
     // SAFETY: the VFS passes a file it holds a reference on.
     let file = unsafe { LocalFile::from_raw_file(file) };
-    let gmem = GmemFile::of_gmem_file(file);
+    // SAFETY: the VFS only calls our fallocate for guest_memfd files.
+    let gmem = unsafe { GmemFile::of_gmem_file(file) };
     to_c_int(gmem.fallocate(file, mode, offset, len)) as c_long
 }
 
@@ -352,7 +353,9 @@ unsafe extern "C" fn gmem_error_remove_folio(
     // SAFETY: memory-failure handling passes a live mapping and one of its
     // folios, on which it holds a reference.
     let (mapping, folio) = unsafe { (Mapping::from_raw(mapping), Folio::from_raw(folio)) };
-    GmemFile::memory_failure(mapping, folio);
+    // SAFETY: memory-failure handling calls the callbacks of the folio's
+    // own mapping, a guest_memfd's.
+    unsafe { GmemFile::memory_failure(mapping, folio) };
     MF_DELAYED
 }
 

@@ -84,14 +84,17 @@ impl GmemFile {
         Some(unsafe { file.private_data::<GmemBox>() }.get_ref())
     }
 
-    /// The guest_memfd state of `file`, a file that a memslot is bound to
-    /// (see [`crate::kvm::Memslot`]) or that the VFS calls a guest_memfd
-    /// callback for.
-    pub(crate) fn of_gmem_file(file: &LocalFile) -> &GmemFile {
-        // SAFETY: only `bind` stores a file in a memslot, after `of`
-        // accepted it, and the VFS calls the callbacks of a file's own
-        // operations; either way the file is a guest_memfd, whose private
-        // data is a `GmemBox` until its release.
+    /// The guest_memfd state of `file`, known to be a guest_memfd.
+    ///
+    /// # Safety
+    ///
+    /// `file` is a guest_memfd whose release has not taken its state back:
+    /// a file that a memslot is bound to (only [`crate::bind::bind`] binds
+    /// one, after [`GmemFile::of`] accepted it), or the file of a
+    /// guest_memfd callback.
+    pub(crate) unsafe fn of_gmem_file(file: &LocalFile) -> &GmemFile {
+        // SAFETY: the private data of a guest_memfd is a `GmemBox` until
+        // its release, which the caller guarantees has not run.
         unsafe { file.private_data::<GmemBox>() }.get_ref()
     }
 
@@ -123,7 +126,8 @@ impl GmemFile {
         let mapping = inode.mapping();
         // SAFETY: the inode and its mapping were just created for this
         // file, nobody else uses them yet, and the guest_memfd callbacks
-        // expect what is set up here.
+        // expect what is set up here; the file is a guest_memfd, just
+        // created with its state.
         unsafe {
             inode.set_operations(ops.inode);
             inode.add_mode(kernel::fs::inode::S_IFREG);
@@ -232,11 +236,16 @@ impl GmemFile {
     /// `mapping`: zap the guest's mappings of it.  The page stays, and a
     /// later fault on it gets `EHWPOISON`; what to do about it is
     /// userspace's decision.
-    pub(crate) fn memory_failure(mapping: &Mapping, folio: &Folio) {
+    ///
+    /// # Safety
+    ///
+    /// `mapping` is the mapping of a guest_memfd.
+    pub(crate) unsafe fn memory_failure(mapping: &Mapping, folio: &Folio) {
         let _lock = mapping.invalidate_lock_shared();
-        // SAFETY: the private data of a guest_memfd mapping is null or its
-        // `GmemFile`, which the release clears under the invalidate lock,
-        // held here, before freeing it.
+        // SAFETY: the private data of a guest_memfd mapping (the caller
+        // guarantees it is one) is null or its `GmemFile`, which the
+        // release clears under the invalidate lock, held here, before
+        // freeing it.
         if let Some(gmem) = unsafe { mapping.private_data::<GmemFile>() } {
             let start = folio.index();
             let end = start + folio.nr_pages();
