@@ -17,13 +17,7 @@ use crate::{
 /// Errors: `EBADF` for a bad fd; `EINVAL` if the fd is not a guest_memfd of
 /// this VM, if the offset is unaligned or the slot does not fit in the file,
 /// or if part of the range is already bound.  On failure nothing changes.
-pub(crate) fn bind(
-    kvm: &Kvm,
-    slot: &Memslot,
-    fd: u32,
-    offset: u64,
-    ops: &Operations,
-) -> Result {
+pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operations) -> Result {
     let file = LocalFile::fget(fd)?;
     let gmem = GmemFile::of(&file, ops).ok_or(EINVAL)?;
     if !core::ptr::eq(gmem.kvm(), kvm) {
@@ -39,9 +33,9 @@ pub(crate) fn bind(
     // The slot is new and not yet visible to vCPUs, so the fault path cannot
     // see it half bound.
     slot.set_binding(&file, start as u64);
-    if let Err(e) = gmem
-        .bindings
-        .store_range(start, end - 1, Some(BoundSlot::new(slot)), GFP_KERNEL)
+    if let Err(e) =
+        gmem.bindings
+            .store_range(start, end - 1, Some(BoundSlot::new(slot)), GFP_KERNEL)
     {
         // Erasing frees memory, it does not need any.
         let _ = gmem.bindings.store_range(start, end - 1, None, GFP_KERNEL);

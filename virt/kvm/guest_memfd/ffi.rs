@@ -266,7 +266,13 @@ pub unsafe extern "C" fn kvm_gmem_set_mem_attributes(
 ) -> c_int {
     // SAFETY: the caller passes a live VM and the ioctl argument.
     let (kvm, a) = unsafe { (Kvm::from_raw(kvm), &*attrs) };
-    to_c_int(attributes::set(kvm, a.address, a.size, a.attributes, a.flags))
+    to_c_int(attributes::set(
+        kvm,
+        a.address,
+        a.size,
+        a.attributes,
+        a.flags,
+    ))
 }
 
 /// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
@@ -299,7 +305,10 @@ pub unsafe extern "C" fn kvm_range_has_memory_attributes(
 ///
 /// Called by the VFS, once, with a guest_memfd file whose last reference
 /// was just dropped.
-unsafe extern "C" fn gmem_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+unsafe extern "C" fn gmem_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
     // SAFETY: the VFS passes the file being released; it is still valid.
     let file = unsafe { LocalFile::from_raw_file(file) };
     // SAFETY: the private data is the `GmemBox` the file was created with,

@@ -12,7 +12,9 @@ use kernel::{
     filemap::{AddressSpaceOperations, Mapping},
     folio::Folio,
     fs::{
-        file::{anon_inode_create_getfile, flags, FileDescriptorReservation, FileOperations, LocalFile},
+        file::{
+            anon_inode_create_getfile, flags, FileDescriptorReservation, FileOperations, LocalFile,
+        },
         inode::InodeOperations,
     },
     prelude::*,
@@ -109,7 +111,12 @@ impl GmemFile {
     }
 
     /// `KVM_CREATE_GUEST_MEMFD`: returns the new file descriptor.
-    pub(crate) fn create(kvm: &Kvm, size: i64, flags: u64, ops: &'static Operations) -> Result<u32> {
+    pub(crate) fn create(
+        kvm: &Kvm,
+        size: i64,
+        flags: u64,
+        ops: &'static Operations,
+    ) -> Result<u32> {
         range::check_create(size, flags)?;
 
         let fd = FileDescriptorReservation::get_unused_fd_flags(0)?;

@@ -14,6 +14,8 @@
 //! bindings.
 
 use core::{ffi::c_void, marker::PhantomData, ptr};
+#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
+use kernel::xarray::{XArray, XaValue};
 use kernel::{
     bindings,
     error::to_result,
@@ -22,8 +24,6 @@ use kernel::{
     prelude::*,
     types::{ARef, AlwaysRefCounted, Opaque},
 };
-#[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
-use kernel::xarray::{XArray, XaValue};
 
 /// A VM, a C `struct kvm`.
 ///
@@ -187,7 +187,9 @@ impl<'a> SlotsLocked<'a> {
     #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
     pub(crate) fn attrs_post_set(&self, start: u64, end: u64, attrs: u64) {
         // SAFETY: as in `attrs_pre_set`.
-        unsafe { bindings::kvm_gmem_shim_attrs_post_set(self.kvm.as_ptr(), start, end, attrs as _) };
+        unsafe {
+            bindings::kvm_gmem_shim_attrs_post_set(self.kvm.as_ptr(), start, end, attrs as _)
+        };
     }
 }
 
@@ -347,7 +349,10 @@ impl Memslot {
     /// Whether the slot is bound to `file` (`READ_ONCE`).
     pub(crate) fn is_bound_to(&self, file: &LocalFile) -> bool {
         // SAFETY: the slot is live (type invariant).
-        ptr::eq(unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) }, file.as_ptr())
+        ptr::eq(
+            unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) },
+            file.as_ptr(),
+        )
     }
 
     /// The guest_memfd file of the slot whose last reference is gone but
@@ -375,7 +380,9 @@ impl Memslot {
         // SAFETY: the slot is live (type invariant); `file` is a
         // guest_memfd (the caller checked), which clears the pointer in its
         // release.
-        unsafe { bindings::kvm_gmem_shim_slot_set_binding(self.as_ptr(), file.as_ptr(), pgoff as _) };
+        unsafe {
+            bindings::kvm_gmem_shim_slot_set_binding(self.as_ptr(), file.as_ptr(), pgoff as _)
+        };
     }
 
     /// Clears the slot's file pointer, keeping its offset.

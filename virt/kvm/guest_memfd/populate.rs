@@ -52,7 +52,15 @@ pub(crate) fn populate(
     let mut done = 0;
     let mut failed = None;
     while done < npages {
-        match populate_one(kvm, &file, slot, start_gfn + done, npages - done, done, post) {
+        match populate_one(
+            kvm,
+            &file,
+            slot,
+            start_gfn + done,
+            npages - done,
+            done,
+            post,
+        ) {
             Ok(n) => done += n,
             Err(e) => {
                 failed = Some(e);
