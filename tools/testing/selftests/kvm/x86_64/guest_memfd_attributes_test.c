@@ -36,6 +36,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define PRIV			KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define SZ_1T			((uint64_t)1 << 40)
@@ -151,14 +152,6 @@ static const char *size_str(uint64_t size)
 	return s;
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Set @attributes over a range, print how long it took; 0 or an errno. */
 static int set_attrs_timed(struct kvm_vm *vm, uint64_t address, uint64_t size,
 			   uint64_t attributes)
@@ -166,9 +159,9 @@ static int set_attrs_timed(struct kvm_vm *vm, uint64_t address, uint64_t size,
 	double t0, ms;
 	int err;
 
-	t0 = now_ms();
+	t0 = gmem_now_us();
 	err = set_attrs(vm, address, size, attributes, 0);
-	ms = now_ms() - t0;
+	ms = (gmem_now_us() - t0) / 1e3;
 	ksft_print_msg("%s %s: %.3f ms ([0x%lx, 0x%lx)%s%s)\n",
 		       attributes ? "set" : "clear", size_str(size), ms,
 		       address, address + size, err ? ", failed: " : "",
@@ -223,21 +216,6 @@ static void test_uapi(void)
 	kvm_vm_free(vm);
 }
 
-/*
- * The guest reads the word at guest_target (identity mapped) and reports
- * the address and the value, forever.
- */
-static uint64_t guest_target;
-
-static void guest_code(void)
-{
-	for (;;) {
-		uint64_t gpa = READ_ONCE(guest_target);
-
-		GUEST_SYNC2(gpa, READ_ONCE(*(uint64_t *)gpa));
-	}
-}
-
 struct reader {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu;
@@ -258,7 +236,7 @@ static void replace_vcpu(struct reader *r)
 {
 	ksft_print_msg("giving up on vCPU %u, continuing with vCPU %u\n",
 		       r->vcpu->id, r->next_vcpu_id);
-	r->vcpu = vm_vcpu_add(r->vm, r->next_vcpu_id++, guest_code);
+	r->vcpu = vm_vcpu_add(r->vm, r->next_vcpu_id++, gmem_probe_guest_code);
 	r->pending = false;
 }
 
@@ -271,49 +249,37 @@ static enum read_outcome guest_read(struct reader *r, uint64_t gpa,
 {
 	struct kvm_run *run = r->vcpu->run;
 	struct ucall uc;
-	int ret;
 
 	TEST_ASSERT(!r->pending || r->pending_gpa == gpa,
 		    "Test bug: read of 0x%lx pending, 0x%lx requested",
 		    r->pending_gpa, gpa);
-	if (!r->pending) {
-		guest_target = gpa;
-		sync_global_to_guest(r->vm, guest_target);
-	}
 
-	ret = _vcpu_run(r->vcpu);
-	if (ret) {
-		if (errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-			r->pending = true;
-			r->pending_gpa = gpa;
-			return READ_FAULT;
-		}
+	switch (gmem_probe_read(r->vcpu, gpa, r->pending, &uc)) {
+	case GMEM_RUN_FAULT:
+		r->pending = true;
+		r->pending_gpa = gpa;
+		return READ_FAULT;
+	case GMEM_RUN_ERROR:
 		ksft_print_msg("read of 0x%lx: KVM_RUN failed: %s, exit reason %u (%s)\n",
 			       gpa, strerror(errno), run->exit_reason,
 			       exit_reason_str(run->exit_reason));
 		return READ_BROKEN;
-	}
-	if (run->exit_reason != KVM_EXIT_IO) {
+	case GMEM_RUN_EXIT:
 		ksft_print_msg("read of 0x%lx: unexpected exit reason %u (%s)\n",
 			       gpa, run->exit_reason,
 			       exit_reason_str(run->exit_reason));
 		return READ_BROKEN;
+	case GMEM_RUN_UCALL:
+		break;
 	}
-	switch (get_ucall(r->vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[0] == gpa,
-			    "Guest read 0x%lx, expected it to read 0x%lx",
-			    uc.args[0], gpa);
-		r->pending = false;
-		*val = uc.args[1];
-		return READ_VALUE;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
+	if (uc.cmd != UCALL_SYNC) {
 		ksft_print_msg("read of 0x%lx: unexpected ucall %lu\n", gpa,
 			       uc.cmd);
 		return READ_BROKEN;
 	}
+	r->pending = false;
+	*val = uc.args[1];
+	return READ_VALUE;
 }
 
 /* The guest reads @gpa (or completes a read of it), expecting @expected. */
@@ -535,7 +501,7 @@ static void test_big_range(uint64_t size)
 	int i, err;
 
 	r.vm = __vm_create_shape_with_one_vcpu(protected_shape, &r.vcpu,
-					       EXTRA_PAGES, guest_code);
+					       EXTRA_PAGES, gmem_probe_guest_code);
 	r.next_vcpu_id = 1;
 
 	/* The guest can only reach memslots below its MAXPHYADDR. */
@@ -697,10 +663,8 @@ int main(int argc, char *argv[])
 		case 's':
 			size = parse_range_size(optarg);
 			break;
-		case 'h':
 		default:
-			print_usage(argv[0]);
-			exit(opt == 'h' ? 0 : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], print_usage);
 		}
 	}
 

@@ -62,6 +62,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 /* Where the measured ranges start: above where guest RAM would be. */
 #define BENCH_GPA	SZ_4G
@@ -121,14 +122,6 @@ static bool wanted(const char *name)
 	return match;
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 /* Set @attributes on [@gpa, +@size); returns the time taken in us. */
 static double set_range_attrs_us(struct kvm_vm *vm, uint64_t gpa, uint64_t size,
 				 uint64_t attributes)
@@ -141,9 +134,9 @@ static double set_range_attrs_us(struct kvm_vm *vm, uint64_t gpa, uint64_t size,
 	double t0, t1;
 	int ret;
 
-	t0 = now_us();
+	t0 = gmem_now_us();
 	ret = __vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attr);
-	t1 = now_us();
+	t1 = gmem_now_us();
 	TEST_ASSERT(!ret, "KVM_SET_MEMORY_ATTRIBUTES(0x%llx, 0x%lx, 0x%lx) failed: %s",
 		    attr.address, size, attributes, strerror(errno));
 	return t1 - t0;
@@ -386,14 +379,14 @@ static void bench_gmem_create_close(void)
 	us = alloc_samples();
 	vm = protected_vm();
 	for (i = 0; i < nr_runs; i++) {
-		t0 = now_us();
+		t0 = gmem_now_us();
 		for (j = 0; j < batch; j++) {
 			fd = __vm_create_guest_memfd(vm, SZ_2M, 0);
 			TEST_ASSERT(fd >= 0,
 				    KVM_IOCTL_ERROR(KVM_CREATE_GUEST_MEMFD, fd));
 			close(fd);
 		}
-		us[i] = (now_us() - t0) / batch;
+		us[i] = (gmem_now_us() - t0) / batch;
 		printf("# run %d: %d guest_memfd create+close, %.1f us each\n",
 		       i + 1, batch, us[i]);
 	}
@@ -424,14 +417,14 @@ static void bench_falloc(void)
 	vm = protected_vm();
 	for (i = 0; i < nr_runs; i++) {
 		fd = vm_create_guest_memfd(vm, size, 0);
-		t0 = now_us();
+		t0 = gmem_now_us();
 		ret = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size);
-		t1 = now_us();
+		t1 = gmem_now_us();
 		TEST_ASSERT(!ret, "fallocate(0x%lx) failed: %s", size,
 			    strerror(errno));
 		ret = fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
 				0, size);
-		t2 = now_us();
+		t2 = gmem_now_us();
 		TEST_ASSERT(!ret, "fallocate(PUNCH_HOLE, 0x%lx) failed: %s",
 			    size, strerror(errno));
 		close(fd);
@@ -486,16 +479,16 @@ static void handle_map_gpa_range(struct kvm_vcpu *vcpu)
 	TEST_ASSERT(run->hypercall.nr == KVM_HC_MAP_GPA_RANGE,
 		    "Wanted MAP_GPA_RANGE (%u), got '%llu'",
 		    KVM_HC_MAP_GPA_RANGE, run->hypercall.nr);
-	t0 = now_us();
+	t0 = gmem_now_us();
 	vm_set_memory_attributes(vcpu->vm, gpa, size,
 				 private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
-	t1 = now_us();
+	t1 = gmem_now_us();
 	if (private) {
 		hc_us.to_private += t1 - t0;
 	} else {
 		hc_us.to_shared += t1 - t0;
 		vm_guest_mem_punch_hole(vcpu->vm, gpa, size);
-		t2 = now_us();
+		t2 = gmem_now_us();
 		hc_us.punch += t2 - t1;
 	}
 	run->hypercall.ret = 0;
@@ -507,25 +500,8 @@ static void handle_map_gpa_range(struct kvm_vcpu *vcpu)
  */
 static uint64_t run_to_ucall(struct kvm_vcpu *vcpu)
 {
-	struct ucall uc;
-
-	for (;;) {
-		vcpu_run(vcpu);
-		if (vcpu->run->exit_reason == KVM_EXIT_HYPERCALL) {
-			handle_map_gpa_range(vcpu);
-			continue;
-		}
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_SYNC:
-		case UCALL_DONE:
-			return uc.cmd;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-	}
+	return gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_SYNC) | BIT(UCALL_DONE),
+				 handle_map_gpa_range);
 }
 
 static void guest_fault(uint64_t gpa, uint64_t size)
@@ -556,9 +532,9 @@ static void bench_fault(void)
 	for (i = 0; i < nr_runs; i++) {
 		vm = gmem_vm(&vcpu, guest_fault, size);
 		vcpu_args_set(vcpu, 2, BENCH_GPA, size);
-		t0 = now_us();
+		t0 = gmem_now_us();
 		cmd = run_to_ucall(vcpu);
-		t1 = now_us();
+		t1 = gmem_now_us();
 		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
 		kvm_vm_free(vm);
 		rate[i] = pages / ((t1 - t0) / 1e6);
@@ -611,9 +587,9 @@ static void bench_convert(const char *name, uint64_t size, uint64_t n)
 		cmd = run_to_ucall(vcpu);
 		TEST_ASSERT(cmd == UCALL_SYNC, "Unexpected ucall %lu", cmd);
 		memset(&hc_us, 0, sizeof(hc_us));
-		t0 = now_us();
+		t0 = gmem_now_us();
 		cmd = run_to_ucall(vcpu);
-		t1 = now_us();
+		t1 = gmem_now_us();
 		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
 		kvm_vm_free(vm);
 		us[i] = (t1 - t0) / (2 * n);
@@ -657,10 +633,10 @@ static void bench_attr_lookup(void)
 	printf("# attr_lookup_slot_16g: PRIVATE set on [0x%lx, 0x%lx) in %.1f ms\n",
 	       (uint64_t)BENCH_GPA, (uint64_t)BENCH_GPA + size, set_us / 1e3);
 	for (i = 0; i < nr_runs; i++) {
-		t0 = now_us();
+		t0 = gmem_now_us();
 		vm_set_user_memory_region2(vm, BENCH_SLOT, 0, BENCH_GPA, size,
 					   hva, 0, 0);
-		t1 = now_us();
+		t1 = gmem_now_us();
 		vm_set_user_memory_region2(vm, BENCH_SLOT, 0, BENCH_GPA, 0,
 					   NULL, 0, 0);
 		us[i] = t1 - t0;
@@ -734,10 +710,8 @@ int main(int argc, char *argv[])
 		case 'r':
 			nr_runs = atoi_positive("Number of runs", optarg);
 			break;
-		case 'h':
 		default:
-			print_usage(argv[0]);
-			exit(opt == 'h' ? 0 : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], print_usage);
 		}
 	}
 	if (quick)

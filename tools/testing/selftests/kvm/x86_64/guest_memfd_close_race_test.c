@@ -41,6 +41,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define DATA_SLOT		10
 #define DATA_GPA		(1ull << 32)
@@ -228,16 +229,8 @@ static void *vcpu_fn(void *arg)
 			continue;
 		}
 
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_SYNC:
-			__atomic_add_fetch(&vcpu_passes, 1, __ATOMIC_RELEASE);
-			break;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
+		gmem_get_ucall(vcpu, &uc, BIT(UCALL_SYNC));
+		__atomic_add_fetch(&vcpu_passes, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
@@ -321,18 +314,10 @@ static int race_close(enum race_op op, int fd, unsigned int *seed,
 	return race.err;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
-}
-
 static bool keep_going(struct race_stats *st, unsigned long max_iters,
 		       int64_t start, int seconds)
 {
-	int64_t elapsed = now_ms() - start;
+	int64_t elapsed = gmem_now_ms() - start;
 
 	st->ms = elapsed;
 	if (st->iterations >= max_iters)
@@ -348,7 +333,7 @@ static void race_close_delete(bool with_vcpu, unsigned long max_iters,
 			      int seconds, unsigned int *seed,
 			      struct race_stats *st)
 {
-	int64_t start = now_ms();
+	int64_t start = gmem_now_ms();
 	int fd, err;
 
 	for (st->iterations = 0; keep_going(st, max_iters, start, seconds);
@@ -372,7 +357,7 @@ static void race_close_bind(bool with_vcpu, unsigned long max_iters,
 			    int seconds, unsigned int *seed,
 			    struct race_stats *st)
 {
-	int64_t start = now_ms();
+	int64_t start = gmem_now_ms();
 	int fd, err;
 
 	for (st->iterations = 0; keep_going(st, max_iters, start, seconds);
@@ -441,10 +426,8 @@ int main(int argc, char *argv[])
 		case 's':
 			seconds = atoi_positive("Seconds", optarg);
 			break;
-		case 'h':
 		default:
-			help(argv[0]);
-			exit(opt == 'h' ? KSFT_PASS : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], help);
 		}
 	}
 

@@ -79,6 +79,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define PRIV			KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define X			SZ_4G		/* a 1 GiB boundary */
@@ -358,17 +359,6 @@ static void model_apply(struct range *m, int *nr, uint64_t start, uint64_t end,
 
 /* -------- vCPU probes -------- */
 
-static uint64_t guest_target;
-
-static void guest_code(void)
-{
-	for (;;) {
-		uint64_t gpa = READ_ONCE(guest_target);
-
-		GUEST_SYNC2(gpa, READ_ONCE(*(uint64_t *)gpa));
-	}
-}
-
 struct mslot {
 	int id;
 	bool gmem;
@@ -395,13 +385,11 @@ static bool probe_private(uint64_t gpa)
 	struct mslot *s = slot_of(gpa);
 	struct kvm_run *run = vcpu->run;
 	struct ucall uc;
-	int ret;
+	enum gmem_run ret;
 
-	guest_target = gpa;
-	sync_global_to_guest(vm, guest_target);
-	ret = _vcpu_run(vcpu);
-	if (ret) {
-		TEST_ASSERT(errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT,
+	ret = gmem_probe_read(vcpu, gpa, false, &uc);
+	if (ret == GMEM_RUN_FAULT || ret == GMEM_RUN_ERROR) {
+		TEST_ASSERT(ret == GMEM_RUN_FAULT,
 			    "Probe of 0x%lx: KVM_RUN failed: %s, exit reason %u (%s)",
 			    gpa, strerror(errno), run->exit_reason,
 			    exit_reason_str(run->exit_reason));
@@ -418,16 +406,7 @@ static bool probe_private(uint64_t gpa)
 		return true;
 	}
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
-	TEST_ASSERT(uc.args[0] == gpa, "Guest read 0x%lx, not 0x%lx",
-		    uc.args[0], gpa);
+	TEST_ASSERT(uc.cmd == UCALL_SYNC, "Unexpected ucall %lu", uc.cmd);
 	if (uc.args[1] == PATTERN(gpa))
 		return false;
 	TEST_ASSERT(s->gmem && !uc.args[1],
@@ -569,9 +548,6 @@ static void test_change(const struct change *c)
 static void add_slot(struct mslot *s, int id, bool gmem, uint64_t gpa,
 		     uint64_t size)
 {
-	uint64_t *p;
-	uint64_t i;
-
 	s->id = id;
 	s->gmem = gmem;
 	s->gpa = gpa;
@@ -579,9 +555,7 @@ static void add_slot(struct mslot *s, int id, bool gmem, uint64_t gpa,
 	s->hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(s->hva != MAP_FAILED, "mmap() failed");
-	p = s->hva;
-	for (i = 0; i < size / 8; i++)
-		p[i] = PATTERN(gpa + 8 * i);
+	gmem_fill_pattern(s->hva, size, gpa, PATTERN(0));
 	s->fd = gmem ? vm_create_guest_memfd(vm, size, 0) : -1;
 	vm_set_user_memory_region2(vm, id, gmem ? KVM_MEM_GUEST_MEMFD : 0,
 				   gpa, size, s->hva, gmem ? s->fd : 0, 0);
@@ -851,6 +825,13 @@ static void test_fallocate(void)
 	close(fd);
 }
 
+static void print_usage(const char *name)
+{
+	printf("Usage: %s [-l SIZE]\n"
+	       " -l: size of the large private range, with a k/m/g/t suffix (default 16M)\n",
+	       name);
+}
+
 int main(int argc, char *argv[])
 {
 	const struct vm_shape shape = {
@@ -868,10 +849,7 @@ int main(int argc, char *argv[])
 				    "-l: a multiple of 2M, at least 4M");
 			break;
 		default:
-			printf("Usage: %s [-l SIZE]\n"
-			       " -l: size of the large private range, with a k/m/g/t suffix (default 16M)\n",
-			       argv[0]);
-			exit(opt == 'h' ? 0 : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], print_usage);
 		}
 	}
 
@@ -885,7 +863,8 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(1 + NR_MODES * (NR_CHANGES + 4));
 
-	vm = __vm_create_shape_with_one_vcpu(shape, &vcpu, EXTRA_PAGES, guest_code);
+	vm = __vm_create_shape_with_one_vcpu(shape, &vcpu, EXTRA_PAGES,
+					     gmem_probe_guest_code);
 	vcpu_regs_get(vcpu, &initial_regs);
 	E = X + 3 * SZ_1M + large_size;
 	limit = (vm->max_gfn + 1) << vm->page_shift;

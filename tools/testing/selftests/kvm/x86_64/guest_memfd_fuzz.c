@@ -44,6 +44,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define MAX_VMS		4
 #define MAX_GMEMS	10
@@ -1229,8 +1230,7 @@ static void run_seed(uint64_t seed, unsigned long nr_ops)
 
 static void fill_host(void)
 {
-	uint64_t *w = (uint64_t *)host;
-	uint64_t i;
+	uint64_t *w;
 
 	host = mmap(NULL, HOST_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 		    MAP_NORESERVE, -1, 0);
@@ -1238,8 +1238,7 @@ static void fill_host(void)
 	w = mmap(host, HOST_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	TEST_ASSERT(w == (void *)host, "mmap host buffer");
-	for (i = 0; i < HOST_SIZE / 8; i++)
-		w[i] = 0xa500000000000000ull | (i * 8);
+	gmem_fill_pattern(w, HOST_SIZE, 0, 0xa500000000000000ull);
 }
 
 static void print_usage(const char *name)
@@ -1288,8 +1287,7 @@ int main(int argc, char *argv[])
 			quiet = true;
 			break;
 		default:
-			print_usage(argv[0]);
-			exit(opt == 'h' ? 0 : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], print_usage);
 		}
 	}
 

@@ -37,6 +37,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define HWPOISON_DIR		"/sys/kernel/debug/hwpoison"
 #define CORRUPT_PFN		HWPOISON_DIR "/corrupt-pfn"
@@ -106,15 +107,7 @@ static struct sync get_sync(struct kvm_vcpu *vcpu, int page, uint64_t stage,
 	struct ucall uc;
 	struct sync s;
 
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("vCPU %d: unexpected ucall %lu", page, uc.cmd);
-	}
+	gmem_get_ucall(vcpu, &uc, BIT(UCALL_SYNC));
 	s = (struct sync){ uc.args[1], uc.args[2], uc.args[3], uc.args[4],
 			   uc.args[5] };
 	TEST_ASSERT(s.stage == stage && s.page == page && s.gen == gen,

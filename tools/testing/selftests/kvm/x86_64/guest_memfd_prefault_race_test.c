@@ -64,6 +64,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define SLOT			10
 #define GPA_BASE		SZ_4G
@@ -378,7 +379,6 @@ static void test_after(void)
 		.gpa = GPA_BASE,
 		.size = SLOT_SIZE,
 	};
-	struct ucall uc;
 	int ret;
 
 	/* The guest never wrote the private half; drop what it may hold. */
@@ -392,16 +392,7 @@ static void test_after(void)
 			 "the whole memslot pre-faults afterwards (%s)\n",
 			 ret ? strerror(errno) : "success");
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_DONE:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
+	gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_DONE), NULL);
 	ksft_test_result_pass("guest reads zeros from the private half and the host's data from the shared half\n");
 }
 
@@ -434,8 +425,7 @@ int main(int argc, char *argv[])
 			kick = true;
 			break;
 		default:
-			print_usage(argv[0]);
-			exit(opt == 'h' ? 0 : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], print_usage);
 		}
 	}
 
@@ -454,8 +444,7 @@ int main(int argc, char *argv[])
 	alias = mmap(NULL, SLOT_SIZE, PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(alias != MAP_FAILED, "mmap() failed");
-	for (i = 0; i < SLOT_SIZE / 8; i++)
-		alias[i] = SHARED(GPA_BASE + 8 * i);
+	gmem_fill_pattern(alias, SLOT_SIZE, GPA_BASE, SHARED(0));
 	create_slot();
 	virt_map(vm, GPA_BASE, GPA_BASE, SLOT_NPAGES);
 	vm_mem_set_private(vm, GPA_BASE + PRIVATE_OFF, HALF_SIZE);

@@ -29,6 +29,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define SLOT_BASE		10
 #define SLOT_NPAGES		16
@@ -169,19 +170,9 @@ static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t stage)
 {
 	struct ucall uc;
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[1] == stage,
-			    "Guest reached stage %lu, expected %lu",
-			    uc.args[1], stage);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
+	gmem_run_to_ucall(vcpu, &uc, BIT(UCALL_SYNC), NULL);
+	TEST_ASSERT(uc.args[1] == stage, "Guest reached stage %lu, expected %lu",
+		    uc.args[1], stage);
 }
 
 static void do_round(struct kvm_vm *vm, struct kvm_vcpu *vcpu, int fd, int nr)
@@ -221,7 +212,6 @@ int main(int argc, char *argv[])
 	const struct page_range all = { 0, NR_PAGES + NR_UNBOUND_PAGES };
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct ucall uc;
 	void *hva;
 	int fd, nr;
 
@@ -258,9 +248,7 @@ int main(int argc, char *argv[])
 	for (nr = 1; nr <= NR_ROUNDS; nr++)
 		do_round(vm, vcpu, fd, nr);
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_DONE);
+	gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_DONE), NULL);
 
 	kvm_vm_free(vm);
 	close(fd);

@@ -48,6 +48,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define SLOT			10
 #define GPA_BASE		SZ_4G
@@ -193,18 +194,9 @@ static uint64_t guest_do(uint64_t op, uint64_t offset, uint64_t size)
 	cmd.npages = size / PAGE_SIZE;
 	sync_global_to_guest(vm, cmd);
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[0] == op, "Guest did op %lu, expected %lu",
-			    uc.args[0], op);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
+	gmem_run_to_ucall(vcpu, &uc, BIT(UCALL_SYNC), NULL);
+	TEST_ASSERT(uc.args[0] == op, "Guest did op %lu, expected %lu",
+		    uc.args[0], op);
 	if (uc.args[1])
 		ksft_print_msg("guest: %lu qwords of [0x%lx, 0x%lx) not %s, first at gpa 0x%lx: 0x%lx\n",
 			       uc.args[1], cmd.gpa, cmd.gpa + size,
@@ -232,13 +224,7 @@ static uint64_t count_secret(const void *buf, size_t len)
 /* Qwords of @buf, a copy of the alias at @offset, that are not SHARED(). */
 static uint64_t count_not_shared(const void *buf, uint64_t offset, size_t len)
 {
-	const uint64_t *q = buf;
-	uint64_t n = 0;
-	size_t i;
-
-	for (i = 0; i < len / 8; i++)
-		n += q[i] != SHARED(GPA_BASE + offset + 8 * i);
-	return n;
+	return gmem_count_unlike(buf, len, GPA_BASE + offset, SHARED_MAGIC);
 }
 
 static int err_of(long ret)
@@ -637,7 +623,6 @@ int main(int argc, char *argv[])
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	uint64_t i;
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) &
 		     BIT(KVM_X86_SW_PROTECTED_VM));
@@ -654,8 +639,7 @@ int main(int argc, char *argv[])
 	alias = mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(alias != MAP_FAILED, "mmap() failed");
-	for (i = 0; i < GMEM_SIZE / 8; i++)
-		alias[i] = SHARED(GPA_BASE + 8 * i);
+	gmem_fill_pattern(alias, GMEM_SIZE, GPA_BASE, SHARED_MAGIC);
 
 	vm_set_user_memory_region2(vm, SLOT, KVM_MEM_GUEST_MEMFD, GPA_BASE,
 				   GMEM_SIZE, alias, gmem_fd, 0);

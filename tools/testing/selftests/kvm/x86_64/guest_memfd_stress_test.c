@@ -57,6 +57,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define DEFAULT_SECONDS		20
 #define MAX_CHECKERS		8
@@ -1181,10 +1182,8 @@ int main(int argc, char *argv[])
 		case 's':
 			seed = strtoul(optarg, NULL, 0);
 			break;
-		case 'h':
 		default:
-			help(argv[0]);
-			exit(opt == 'h' ? KSFT_PASS : KSFT_FAIL);
+			gmem_usage_exit(opt, argv[0], help);
 		}
 	}
 

@@ -36,6 +36,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
+#include "guest_memfd_common.h"
 
 #define DATA_SLOT		10
 #define DATA_GPA		(1ull << 32)
@@ -90,14 +91,6 @@ static void guest_code(uint64_t gpa, uint64_t size)
 	GUEST_DONE();
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
-}
-
 static void observers_init(void)
 {
 	struct sockaddr_nl addr = {
@@ -149,7 +142,7 @@ static bool is_our_destroy_uevent(const char *buf, size_t len)
  */
 static bool wait_destroy_uevent(int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = gmem_now_ms() + timeout_ms;
 	struct pollfd pfd = { .fd = uevent_fd, .events = POLLIN };
 	char buf[8192];
 	ssize_t len;
@@ -165,9 +158,9 @@ static bool wait_destroy_uevent(int timeout_ms)
 		TEST_ASSERT(len < 0 && (errno == EAGAIN || errno == EINTR),
 			    "recv(uevent) returned %zd, errno %d (%s)",
 			    len, errno, strerror(errno));
-		if (now_ms() >= deadline)
+		if (gmem_now_ms() >= deadline)
 			return false;
-		poll(&pfd, 1, deadline - now_ms());
+		poll(&pfd, 1, deadline - gmem_now_ms());
 	}
 }
 
@@ -280,7 +273,6 @@ static bool gmem_usable(int fd, size_t size)
 static void test_vm_create(struct test_vm *t, int nr_gmems)
 {
 	struct kvm_vcpu *vcpu;
-	struct ucall uc;
 	int i;
 
 	t->nr_gmems = nr_gmems;
@@ -305,16 +297,7 @@ static void test_vm_create(struct test_vm *t, int nr_gmems)
 	virt_map(t->vm, DATA_GPA, DATA_GPA, nr_gmems * DATA_NPAGES);
 
 	vcpu_args_set(vcpu, 2, DATA_GPA, nr_gmems * DATA_SIZE);
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_DONE:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
+	gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_DONE), NULL);
 }
 
 /*

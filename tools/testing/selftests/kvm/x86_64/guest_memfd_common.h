@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the guest_memfd selftests of this directory: running
+ * a vCPU to its next ucall, the probe guest that reads one qword and
+ * reports it, filling and checking memory with a per-qword pattern, and
+ * the end of a getopt() loop.
+ */
+#ifndef SELFTEST_KVM_GUEST_MEMFD_COMMON_H
+#define SELFTEST_KVM_GUEST_MEMFD_COMMON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kvm_util.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+/*
+ * Get the ucall @vcpu exited with: a guest assertion is reported, and the
+ * exit must be KVM_EXIT_IO with a ucall in @want, a mask of BIT(UCALL_*).
+ * Returns the ucall's command.
+ */
+static inline uint64_t gmem_get_ucall(struct kvm_vcpu *vcpu, struct ucall *uc,
+				      uint64_t want)
+{
+	uint64_t cmd;
+
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	cmd = get_ucall(vcpu, uc);
+	if (cmd == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(*uc);
+	if (cmd >= 64 || !(want & BIT_ULL(cmd)))
+		TEST_FAIL("Unexpected ucall %lu", cmd);
+	return cmd;
+}
+
+/*
+ * Run @vcpu to its next ucall, which must be in @want (see
+ * gmem_get_ucall()); KVM_EXIT_HYPERCALL exits on the way are served by
+ * @hypercall, unless it is NULL.  @uc may be NULL.  Returns the command.
+ */
+static inline uint64_t
+gmem_run_to_ucall(struct kvm_vcpu *vcpu, struct ucall *uc, uint64_t want,
+		  void (*hypercall)(struct kvm_vcpu *vcpu))
+{
+	struct ucall local;
+
+	if (!uc)
+		uc = &local;
+	for (;;) {
+		vcpu_run(vcpu);
+		if (hypercall && vcpu->run->exit_reason == KVM_EXIT_HYPERCALL) {
+			hypercall(vcpu);
+			continue;
+		}
+		return gmem_get_ucall(vcpu, uc, want);
+	}
+}
+
+/* What one KVM_RUN of gmem_try_run() ended with. */
+enum gmem_run {
+	GMEM_RUN_UCALL,		/* a ucall other than UCALL_ABORT, in *uc */
+	GMEM_RUN_FAULT,		/* EFAULT with a KVM_EXIT_MEMORY_FAULT exit */
+	GMEM_RUN_ERROR,		/* another failure; errno says which */
+	GMEM_RUN_EXIT,		/* an exit other than KVM_EXIT_IO */
+};
+
+/*
+ * Run @vcpu once, for callers that handle faults and unexpected exits
+ * themselves; only a guest assertion is fatal.
+ */
+static inline enum gmem_run gmem_try_run(struct kvm_vcpu *vcpu,
+					 struct ucall *uc)
+{
+	struct kvm_run *run = vcpu->run;
+
+	if (_vcpu_run(vcpu)) {
+		if (errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+			return GMEM_RUN_FAULT;
+		return GMEM_RUN_ERROR;
+	}
+	if (run->exit_reason != KVM_EXIT_IO)
+		return GMEM_RUN_EXIT;
+	if (get_ucall(vcpu, uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(*uc);
+	return GMEM_RUN_UCALL;
+}
+
+/*
+ * The probe guest reads the qword at gmem_probe_gpa (identity mapped) and
+ * reports the address and the value with GUEST_SYNC2(), forever.
+ */
+static uint64_t gmem_probe_gpa __maybe_unused;
+
+static inline void gmem_probe_guest_code(void)
+{
+	for (;;) {
+		uint64_t gpa = READ_ONCE(gmem_probe_gpa);
+
+		GUEST_SYNC2(gpa, READ_ONCE(*(uint64_t *)gpa));
+	}
+}
+
+/*
+ * Let the probe guest of @vcpu read @gpa or, with @again, complete its
+ * read of @gpa that faulted before.  On GMEM_RUN_UCALL with UCALL_SYNC,
+ * uc->args[1] is the value the guest read.
+ */
+static inline enum gmem_run gmem_probe_read(struct kvm_vcpu *vcpu,
+					    uint64_t gpa, bool again,
+					    struct ucall *uc)
+{
+	enum gmem_run ret;
+
+	if (!again) {
+		gmem_probe_gpa = gpa;
+		sync_global_to_guest(vcpu->vm, gmem_probe_gpa);
+	}
+	ret = gmem_try_run(vcpu, uc);
+	if (ret == GMEM_RUN_UCALL && uc->cmd == UCALL_SYNC)
+		TEST_ASSERT(uc->args[0] == gpa,
+			    "Guest read 0x%lx, expected it to read 0x%lx",
+			    uc->args[0], gpa);
+	return ret;
+}
+
+/*
+ * The pattern of memory that backs @gpa: each qword holds @magic ORed with
+ * the GPA of the qword, so that a qword shows where it belongs.
+ */
+static inline void gmem_fill_pattern(uint64_t *mem, uint64_t size,
+				     uint64_t gpa, uint64_t magic)
+{
+	uint64_t i;
+
+	for (i = 0; i < size / 8; i++)
+		mem[i] = magic | (gpa + 8 * i);
+}
+
+/* The qwords of @size bytes at @mem that do not hold gmem_fill_pattern()'s. */
+static inline uint64_t gmem_count_unlike(const uint64_t *mem, uint64_t size,
+					 uint64_t gpa, uint64_t magic)
+{
+	uint64_t i, n = 0;
+
+	for (i = 0; i < size / 8; i++)
+		n += mem[i] != (magic | (gpa + 8 * i));
+	return n;
+}
+
+/* CLOCK_MONOTONIC in microseconds, for timings. */
+static inline double gmem_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* CLOCK_MONOTONIC in whole milliseconds, for deadlines. */
+static inline int64_t gmem_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The default case of a getopt() loop: print the usage and exit, with 0
+ * for -h and KSFT_FAIL for a bad option.
+ */
+static inline void __noreturn gmem_usage_exit(int opt, const char *name,
+					      void (*usage)(const char *name))
+{
+	usage(name);
+	exit(opt == 'h' ? KSFT_PASS : KSFT_FAIL);
+}
+
+#endif /* SELFTEST_KVM_GUEST_MEMFD_COMMON_H */
