@@ -47,6 +47,11 @@ void rust_helper_xa_unlock(struct xarray *xa)
 	xa_unlock(xa);
 }
 
+bool rust_helper_xa_trylock(struct xarray *xa)
+{
+	return xa_trylock(xa);
+}
+
 bool rust_helper_xa_is_node(const void *entry)
 {
 	return xa_is_node(entry);
@@ -65,6 +70,18 @@ bool rust_helper_xa_is_zero(const void *entry)
 void *rust_helper_xa_mk_internal(unsigned long v)
 {
 	return xa_mk_internal(v);
+}
+
+/*
+ * Initialises *@xas as XA_STATE_ORDER() does: for the entry of order @order
+ * that covers @index.  @order must be less than BITS_PER_LONG.
+ */
+void rust_helper_xas_init_order(struct xa_state *xas, struct xarray *xa,
+				unsigned long index, unsigned int order)
+{
+	XA_STATE_ORDER(tmp, xa, index, order);
+
+	*xas = tmp;
 }
 
 void rust_helper_xas_set_order(struct xa_state *xas, unsigned long index,

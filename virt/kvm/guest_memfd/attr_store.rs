@@ -33,7 +33,10 @@ use kernel::{
     error::code::EINVAL,
     prelude::*,
     warn_on,
-    xarray::{Slot, XArray, XaReader, XaValue},
+    xarray::{
+        multi::{Slot, XaReader, XaValue},
+        XArray,
+    },
 };
 
 /// Returns the order of the largest aligned block that starts at `first` and

@@ -25,7 +25,10 @@ use attr_store::{AttrStore, Update};
 use kernel::{
     error::code::{EINTR, ENOMEM},
     prelude::*,
-    xarray::{AllocFlags, Slot, XArray, XaValue},
+    xarray::{
+        multi::{Slot, XaValue},
+        AllocKind, XArray,
+    },
 };
 use kunit_check::Checker;
 
@@ -92,7 +95,7 @@ fn get(xa: &XArray<XaValue>, index: usize) -> usize {
 
 /// Returns a new empty array, or logs why there is none.
 fn new_array() -> Option<Pin<KBox<XArray<XaValue>>>> {
-    match KBox::pin_init(XArray::new(AllocFlags::ACCOUNT), GFP_KERNEL) {
+    match KBox::pin_init(XArray::new(AllocKind::Plain), GFP_KERNEL) {
         Ok(xa) => Some(xa),
         Err(_) => {
             pr_err!("cannot allocate an xarray\n");
