@@ -21,7 +21,7 @@ use kernel::{
     task,
     types::ARef,
     warn_on,
-    xarray::{AllocFlags, XArray},
+    xarray::{AllocKind, XArray},
 };
 
 use crate::{
@@ -69,7 +69,7 @@ pub(crate) struct GmemFile {
 impl GmemFile {
     fn new(kvm: ARef<Kvm>, size: i64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            bindings <- XArray::new(AllocFlags::NONE),
+            bindings <- XArray::new(AllocKind::Plain),
             size,
             kvm,
         })

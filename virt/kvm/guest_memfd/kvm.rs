@@ -15,14 +15,15 @@
 
 use core::{ffi::c_void, marker::PhantomData, ptr};
 #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
-use kernel::xarray::{XArray, XaValue};
+use kernel::xarray::{multi::XaValue, XArray};
 use kernel::{
     bindings,
     error::to_result,
     fs::file::{File, LocalFile},
     page::PAGE_SIZE,
     prelude::*,
-    types::{ARef, AlwaysRefCounted, Opaque},
+    types::{ARef, AlwaysRefCounted, ForeignOwnable, Opaque},
+    xarray::multi::{CopyEntry, UnownedPtr},
 };
 
 /// A VM, a C `struct kvm`.
@@ -469,21 +470,17 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
 /// guest_memfd's invalidate lock (or under the slots lock, against the
 /// file's release), before freeing it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BoundSlot(ptr::NonNull<Memslot>);
-
-// SAFETY: the pointer is only dereferenced under the invariant above, by
-// any thread.
-unsafe impl Send for BoundSlot {}
+pub(crate) struct BoundSlot(UnownedPtr<Memslot>);
 
 impl BoundSlot {
     /// The bindings entry of `slot`.
     pub(crate) fn new(slot: &Memslot) -> Self {
-        Self(ptr::NonNull::from(slot))
+        Self(UnownedPtr::from(slot))
     }
 
     /// Whether this is the entry of `slot`.
     pub(crate) fn is(self, slot: &Memslot) -> bool {
-        ptr::eq(self.0.as_ptr(), slot)
+        ptr::eq(self.0.as_non_null().as_ptr(), slot)
     }
 
     /// The memslot.
@@ -497,20 +494,28 @@ impl BoundSlot {
         // SAFETY: by the type invariant the slot is live while it is in
         // the bindings, which cannot change under the lock the caller
         // holds.
-        unsafe { self.0.as_ref() }
+        unsafe { self.0.as_non_null().as_ref() }
     }
 }
 
-// SAFETY: `NonNull` is never null, its addresses are aligned to more than
-// 4 bytes (memslots are kernel objects), and `from_raw` gives back what
-// `into_raw` was given.
-unsafe impl kernel::xarray::XaEntry for BoundSlot {
-    fn into_raw(self) -> *mut c_void {
-        self.0.as_ptr().cast()
+impl ForeignOwnable for BoundSlot {
+    type Borrowed<'a> = BoundSlot;
+
+    fn into_foreign(self) -> *const c_void {
+        self.0.into_foreign()
     }
 
-    unsafe fn from_raw(ptr: *mut c_void) -> Self {
-        // SAFETY: the caller guarantees that `ptr` came from `into_raw`.
-        Self(unsafe { ptr::NonNull::new_unchecked(ptr.cast()) })
+    unsafe fn borrow<'a>(ptr: *const c_void) -> Self::Borrowed<'a> {
+        // SAFETY: the caller passes on the requirements of `borrow`.
+        Self(unsafe { UnownedPtr::borrow(ptr) })
+    }
+
+    unsafe fn from_foreign(ptr: *const c_void) -> Self {
+        // SAFETY: the caller passes on the requirements of `from_foreign`.
+        Self(unsafe { UnownedPtr::from_foreign(ptr) })
     }
 }
+
+// SAFETY: the conversions are those of `UnownedPtr`, which is a
+// `CopyEntry`.
+unsafe impl CopyEntry for BoundSlot {}
