@@ -10,6 +10,10 @@
 #   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
 #   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
+#   make series               the whole change as one git format-patch series
+#                             in build/series/ (git am onto pristine 6.12.117)
+#   make series-check         also git am it onto pristine, compare with the
+#                             prepared tree, checkpatch every patch
 #   make bench [RUNS=5] [METRICS=list]  C vs Rust benchmark: table,
 #                             build/bench.json, build/bench.png (not in check)
 #   make fuzz [OPS=5000] [SEEDS=1+20]  C vs Rust differential fuzzing: the same
@@ -28,7 +32,8 @@ KVARIANT := $(if $(filter 1,$(DEBUG)),--debug)
 OPS ?= 5000
 SEEDS ?= 1+20
 
-.PHONY: run check bench fuzz setup source kernel selftests selftest kunit-uml kunit-qemu lint clean distclean
+.PHONY: run check bench fuzz setup source kernel selftests selftest kunit-uml kunit-qemu lint \
+	series series-check clean distclean
 
 run:
 	@scripts/run
@@ -66,6 +71,12 @@ kunit-qemu: kernel
 
 lint: source
 	@scripts/build-kernel --impl=rust && scripts/lint --clippy
+
+series: source
+	@scripts/series
+
+series-check: source
+	@scripts/series --check
 
 clean:
 	rm -rf build

@@ -391,11 +391,11 @@ impl<T: CopyEntry> XArray<T> {
         // `xa_store_range` steps through the range by adding the size of each piece to its start,
         // which wraps around (and never ends) when the range includes `ULONG_MAX`: keep that
         // index apart.
-        let upto = last.min(usize::MAX - 1);
-        if first <= upto {
+        let below_max = last.min(usize::MAX - 1);
+        if first <= below_max {
             // SAFETY: as in `store_one_raw`; `xa_store_range` takes the array's lock itself.
             Self::check(unsafe {
-                bindings::xa_store_range(self.as_raw(), first, upto, ptr, gfp.as_raw())
+                bindings::xa_store_range(self.as_raw(), first, below_max, ptr, gfp.as_raw())
             })?;
         }
         if last == usize::MAX {
