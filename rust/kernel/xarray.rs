@@ -4,7 +4,7 @@
 //!
 //! This module has two parts:
 //!
-//! - A backport of the XArray abstraction of Linux 6.16 (`rust/kernel/xarray.rs` there):
+//! - A backport of the XArray abstraction of Linux 6.16 (its `kernel::xarray` module):
 //!   [`XArray<T: ForeignOwnable>`] owns its entries and drops them with the array; it is
 //!   pin-initialised by [`XArray::new`] with an [`AllocKind`]; [`XArray::lock`] and
 //!   [`XArray::try_lock`] return a [`Guard`] whose [`Guard::get`], [`Guard::remove`] and

@@ -59,7 +59,7 @@ pub mod flags {
 
 /// An open file, a C `struct file`, that may be shared between threads.
 ///
-/// This is upstream's `File` (Linux 6.13, `rust/kernel/fs/file.rs`): references to it are real
+/// This is upstream's `File` (Linux 6.13, `kernel::fs::file`): references to it are real
 /// ones (taken with `get_file`, `fget` or `get_file_active`, never the "light" references of
 /// `fdget`), so an [`ARef<File>`] may be sent to other threads. It dereferences to [`LocalFile`],
 /// which has the methods that do not care which thread calls them.
