@@ -16,7 +16,7 @@ use crate::{
     folio::LockedFolio,
     types::Opaque,
 };
-use core::{cell::UnsafeCell, marker::PhantomData, ops::Deref, ptr::NonNull};
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 
 /// The page cache of an inode, a C `struct address_space`.
 ///
@@ -260,28 +260,7 @@ impl Mapping {
 }
 
 /// An `address_space_operations` table that can be put in a `static`.
-///
-/// The C structure holds raw pointers, so it is not [`Sync`] by itself; this wrapper is, because
-/// the table is never changed, and the C code only reads it.
-#[repr(transparent)]
-pub struct AddressSpaceOperations(UnsafeCell<bindings::address_space_operations>);
-
-// SAFETY: The table is never written after it is created, and reading function pointers from
-// several threads is fine.
-unsafe impl Sync for AddressSpaceOperations {}
-
-impl AddressSpaceOperations {
-    /// Wraps an `address_space_operations` table.
-    pub const fn new(aops: bindings::address_space_operations) -> Self {
-        Self(UnsafeCell::new(aops))
-    }
-
-    /// Returns the C table.
-    pub fn as_raw(&'static self) -> &'static bindings::address_space_operations {
-        // SAFETY: The table is never written after it is created.
-        unsafe { &*self.0.get() }
-    }
-}
+pub type AddressSpaceOperations = crate::fs::OpsTable<bindings::address_space_operations>;
 
 /// The invalidate lock of a [`Mapping`], held for writing.
 ///

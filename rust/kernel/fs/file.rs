@@ -19,12 +19,11 @@ use crate::{
     bindings,
     error::{code::EBADF, from_err_ptr, to_result, Error, Result},
     filemap::Mapping,
-    fs::inode::Inode,
+    fs::{inode::Inode, OpsTable},
     str::CStr,
     types::{ARef, AlwaysRefCounted, ForeignOwnable, Opaque},
 };
 use core::{
-    cell::UnsafeCell,
     marker::PhantomData,
     mem::ManuallyDrop,
     ops::Deref,
@@ -371,11 +370,8 @@ impl LocalFile {
     }
 }
 
-/// A `file_operations` table that can be put in a `static`.
-///
-/// The C structure holds raw pointers, so it is not [`Sync`] by itself; this wrapper is, because
-/// the table is only changed before it is first used ([`FileOperations::set_owner`]), and the C
-/// code only reads it.
+/// A `file_operations` table that can be put in a `static`; [`FileOperations::set_owner`] may
+/// set its owner before it is first used.
 ///
 /// # Examples
 ///
@@ -387,7 +383,6 @@ impl LocalFile {
 ///     unsafe { core::mem::zeroed() },
 /// );
 ///
-/// assert!(FOPS.as_raw().owner.is_null());
 /// // A module of our own: the table is never given to C code, so its owner is never used.
 /// let owner = core::ptr::NonNull::<kernel::bindings::module>::dangling().as_ptr();
 /// // SAFETY: `FOPS` was not used yet, and no other thread uses it.
@@ -395,20 +390,9 @@ impl LocalFile {
 /// assert_eq!(FOPS.as_raw().owner, owner);
 /// assert!(FOPS.as_raw().release.is_none());
 /// ```
-#[repr(transparent)]
-pub struct FileOperations(UnsafeCell<bindings::file_operations>);
-
-// SAFETY: The table is only written by `set_owner`, whose callers guarantee that nothing reads it
-// at the same time; afterwards it is immutable, and reading function pointers and the module
-// pointer from several threads is fine.
-unsafe impl Sync for FileOperations {}
+pub type FileOperations = OpsTable<bindings::file_operations>;
 
 impl FileOperations {
-    /// Wraps a `file_operations` table.
-    pub const fn new(fops: bindings::file_operations) -> Self {
-        Self(UnsafeCell::new(fops))
-    }
-
     /// Sets the module that owns the table and its callbacks (`fops.owner`), as C code does when
     /// it learns its `THIS_MODULE` at init time (`kvm_gmem_init()`, for example).
     ///
@@ -416,19 +400,12 @@ impl FileOperations {
     ///
     /// # Safety
     ///
-    /// No other thread may use the table at the same time, and [`FileOperations::as_raw`] must
-    /// not have been called yet: the table must not have been given to any C code.
+    /// No other thread may use the table at the same time, and [`OpsTable::as_raw`] must not
+    /// have been called yet: the table must not have been given to any C code.
     pub unsafe fn set_owner(&'static self, owner: *mut bindings::module) {
         // SAFETY: The caller guarantees that nothing else accesses the table, so writing to it is
         // not a data race and no shared reference to it exists.
-        unsafe { (*self.0.get()).owner = owner };
-    }
-
-    /// Returns the C table, for [`anon_inode_create_getfile`] and the like.
-    pub fn as_raw(&'static self) -> &'static bindings::file_operations {
-        // SAFETY: The table is only written by `set_owner`, whose callers guarantee that this was
-        // not called before; from now on the table is immutable.
-        unsafe { &*self.0.get() }
+        unsafe { (*self.as_mut_ptr()).owner = owner };
     }
 }
 

@@ -11,8 +11,8 @@
 //!
 //! [`LocalFile::inode`]: crate::fs::file::LocalFile::inode
 
-use crate::{bindings, filemap::Mapping, types::Opaque};
-use core::{cell::UnsafeCell, ptr::addr_of_mut};
+use crate::{bindings, filemap::Mapping, fs::OpsTable, types::Opaque};
+use core::ptr::addr_of_mut;
 
 /// The file type bits of a regular file, for [`Inode::add_mode`].
 pub const S_IFREG: u16 = bindings::S_IFREG as u16;
@@ -131,25 +131,4 @@ impl Inode {
 }
 
 /// An `inode_operations` table that can be put in a `static`.
-///
-/// The C structure holds raw pointers, so it is not [`Sync`] by itself; this wrapper is, because
-/// the table is never changed, and the C code only reads it.
-#[repr(transparent)]
-pub struct InodeOperations(UnsafeCell<bindings::inode_operations>);
-
-// SAFETY: The table is never written after it is created, and reading function pointers from
-// several threads is fine.
-unsafe impl Sync for InodeOperations {}
-
-impl InodeOperations {
-    /// Wraps an `inode_operations` table.
-    pub const fn new(iops: bindings::inode_operations) -> Self {
-        Self(UnsafeCell::new(iops))
-    }
-
-    /// Returns the C table.
-    pub fn as_raw(&'static self) -> &'static bindings::inode_operations {
-        // SAFETY: The table is never written after it is created.
-        unsafe { &*self.0.get() }
-    }
-}
+pub type InodeOperations = OpsTable<bindings::inode_operations>;
