@@ -218,7 +218,7 @@ impl Mapping {
     /// callbacks of `aops` must be sound to call on this mapping.
     pub unsafe fn set_operations(&self, aops: &'static AddressSpaceOperations) {
         // SAFETY: The mapping is valid and, as the caller guarantees, not shared yet.
-        unsafe { (*self.as_raw()).a_ops = aops.as_raw() };
+        unsafe { (*self.as_raw()).a_ops = aops.as_ptr() };
     }
 
     /// Points the mapping's private data (`i_private_data`) to `data`, or clears it.

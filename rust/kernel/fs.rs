@@ -36,14 +36,14 @@ ops_kind!(
 /// [`inode::InodeOperations`] or [`crate::filemap::AddressSpaceOperations`].
 ///
 /// The C structures hold raw pointers, so they are not [`Sync`] by themselves; this wrapper is,
-/// because a table is never changed once it is used (only [`file::FileOperations::set_owner`]
-/// writes one, before that), and C code only reads it.
+/// because a table is only changed while nothing uses it (only [`file::FileOperations::set_owner`]
+/// writes one), and C code only reads it.  It is handed to C as a pointer ([`OpsTable::as_ptr`]),
+/// never as a Rust reference, so such a write does not invalidate a borrow.
 #[repr(transparent)]
 pub struct OpsTable<T: OpsKind>(UnsafeCell<T>);
 
 // SAFETY: A table is only written by methods whose callers guarantee that nothing reads it at the
-// same time and that it was not handed out yet; afterwards it is immutable, and reading function
-// pointers and a module pointer from several threads is fine.
+// same time; reading function pointers and a module pointer from several threads is fine.
 unsafe impl<T: OpsKind> Sync for OpsTable<T> {}
 
 impl<T: OpsKind> OpsTable<T> {
@@ -52,11 +52,12 @@ impl<T: OpsKind> OpsTable<T> {
         Self(UnsafeCell::new(ops))
     }
 
-    /// Returns the C table, to give it to C code.
-    pub fn as_raw(&'static self) -> &'static T {
-        // SAFETY: The table is only written before it is first handed out (see the `Sync`
-        // implementation); from then on it is immutable.
-        unsafe { &*self.0.get() }
+    /// Returns a pointer to the C table, to give it to C code.
+    ///
+    /// The pointer is valid forever; C code may read the table through it whenever it is not
+    /// being written (see [`file::FileOperations::set_owner`]).
+    pub fn as_ptr(&'static self) -> *const T {
+        self.0.get()
     }
 
     /// Returns a pointer to the table, for the writers of this module.

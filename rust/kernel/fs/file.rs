@@ -277,7 +277,7 @@ impl LocalFile {
         // SAFETY: By the type invariants the file is valid; `f_op` is set when the file is
         // opened.
         let f_op = unsafe { *addr_of!((*self.as_ptr()).f_op) };
-        ptr::eq(f_op, fops.as_raw())
+        ptr::eq(f_op, fops.as_ptr())
     }
 
     /// Borrows the private data of the file (`private_data`) as the `T` it holds.
@@ -387,24 +387,27 @@ impl LocalFile {
 /// let owner = core::ptr::NonNull::<kernel::bindings::module>::dangling().as_ptr();
 /// // SAFETY: `FOPS` was not used yet, and no other thread uses it.
 /// unsafe { FOPS.set_owner(owner) };
-/// assert_eq!(FOPS.as_raw().owner, owner);
-/// assert!(FOPS.as_raw().release.is_none());
+/// // SAFETY: Nothing writes the table now.
+/// let fops = unsafe { &*FOPS.as_ptr() };
+/// assert_eq!(fops.owner, owner);
+/// assert!(fops.release.is_none());
 /// ```
 pub type FileOperations = OpsTable<bindings::file_operations>;
 
 impl FileOperations {
     /// Sets the module that owns the table and its callbacks (`fops.owner`), as C code does when
-    /// it learns its `THIS_MODULE` at init time (`kvm_gmem_init()`, for example).
+    /// it learns its `THIS_MODULE` at init time (`kvm_gmem_init()`, for example, which runs
+    /// again each time a KVM vendor module is loaded).
     ///
     /// Files created with the table hold a reference on the module while they are open.
     ///
     /// # Safety
     ///
-    /// No other thread may use the table at the same time, and [`OpsTable::as_raw`] must not
-    /// have been called yet: the table must not have been given to any C code.
+    /// No file created with the table may be open, and no other thread may read or write the
+    /// table at the same time (no file is being created with it).
     pub unsafe fn set_owner(&'static self, owner: *mut bindings::module) {
         // SAFETY: The caller guarantees that nothing else accesses the table, so writing to it is
-        // not a data race and no shared reference to it exists.
+        // not a data race; C code only holds pointers to it, no Rust reference exists.
         unsafe { (*self.as_mut_ptr()).owner = owner };
     }
 }
@@ -499,7 +502,7 @@ pub unsafe fn anon_inode_create_getfile<T: ForeignOwnable>(
     let ptr = from_err_ptr(unsafe {
         bindings::anon_inode_create_getfile(
             name.as_char_ptr(),
-            fops.as_raw(),
+            fops.as_ptr(),
             private.cast_mut(),
             flags,
             ptr::null(),

@@ -126,7 +126,7 @@ impl Inode {
     /// this inode.
     pub unsafe fn set_operations(&self, iops: &'static InodeOperations) {
         // SAFETY: The inode is alive and, as the caller guarantees, not shared yet.
-        unsafe { (*self.as_ptr()).i_op = iops.as_raw() };
+        unsafe { (*self.as_ptr()).i_op = iops.as_ptr() };
     }
 }
 

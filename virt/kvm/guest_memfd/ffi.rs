@@ -120,12 +120,16 @@ static OPS: Operations = Operations {
 ///
 /// # Safety
 ///
-/// `module` is KVM's module (or null when KVM is built in); KVM calls this
-/// once at init, before any guest_memfd exists.
+/// `module` is the module of the KVM vendor module being loaded (or null
+/// when it is built in): `kvm_init()` calls this each time one is loaded,
+/// before it registers `/dev/kvm`.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_gmem_init(module: *mut bindings::module) {
-    // SAFETY: KVM calls this once at init, before any guest_memfd exists,
-    // so the table is not in use yet.
+    // SAFETY: no guest_memfd is open: each holds a reference on a VM, and
+    // each VM one on the vendor module of `/dev/kvm` (`kvm_create_vm()`),
+    // so the previous vendor module, if any, could only be unloaded once
+    // they were all gone; and no new one can be created before `/dev/kvm`
+    // is registered, after this call.
     unsafe { GMEM_FOPS.set_owner(module) };
 }
 
