@@ -7,7 +7,7 @@ use kernel::{folio::LockedFolio, fs::file::LocalFile, prelude::*, warn_on};
 
 use crate::{
     gmem_file::GmemFile,
-    kvm::{Kvm, Memslot},
+    kvm::{prepare_warn_ratelimit, Kvm, Memslot},
     range,
 };
 
@@ -70,13 +70,15 @@ pub(crate) fn prepare(kvm: &Kvm, slot: &Memslot, index: usize, folio: &LockedFol
     let pfn = folio.file_pfn(index);
     let first_gfn = range::index_to_gfn(slot.base_gfn(), slot.pgoff(), index);
     if let Err(e) = kvm.arch_prepare(first_gfn, pfn as u64, order) {
-        pr_warn!(
-            "Failed to prepare folio for index {:x} GFN {:x} PFN {:x} error {}.\n",
-            index,
-            first_gfn,
-            pfn,
-            e.to_errno()
-        );
+        if prepare_warn_ratelimit() {
+            pr_warn!(
+                "Failed to prepare folio for index {:x} GFN {:x} PFN {:x} error {}.\n",
+                index,
+                first_gfn,
+                pfn,
+                e.to_errno()
+            );
+        }
         return Err(e);
     }
     folio.mark_uptodate();

@@ -451,6 +451,15 @@ impl PostPopulate {
     }
 }
 
+/// Whether the warning about a failed prepare hook may be printed now: C
+/// prints it with `pr_warn_ratelimited()`, whose per-call-site state is a
+/// C macro.
+pub(crate) fn prepare_warn_ratelimit() -> bool {
+    // SAFETY: only updates the call site's static rate-limit state, under
+    // its own lock.
+    unsafe { bindings::kvm_gmem_shim_prepare_warn_ratelimit() }
+}
+
 /// The architecture's hook run when guest_memfd frees pages
 /// `[start, end)` (SEV-SNP: return them to the hypervisor state).
 #[cfg(CONFIG_HAVE_KVM_ARCH_GMEM_INVALIDATE)]

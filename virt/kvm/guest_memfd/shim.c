@@ -6,6 +6,7 @@
  */
 #include <linux/kvm_host.h>
 #include <linux/kvm_gmem.h>
+#include <linux/ratelimit.h>
 
 #include "shim.h"
 
@@ -125,6 +126,19 @@ int kvm_gmem_shim_arch_prepare(struct kvm *kvm, u64 gfn, u64 pfn, int order)
 #else
 	return 0;
 #endif
+}
+
+/*
+ * The rate limit of the warning about a failed prepare hook, which C's
+ * guest_memfd prints with pr_warn_ratelimited(): a static ratelimit_state
+ * per call site is a macro.
+ */
+bool kvm_gmem_shim_prepare_warn_ratelimit(void)
+{
+	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL,
+				      DEFAULT_RATELIMIT_BURST);
+
+	return __ratelimit(&rs);
 }
 
 void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn)

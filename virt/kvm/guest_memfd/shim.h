@@ -46,6 +46,7 @@ void kvm_gmem_shim_flush_remote_tlbs(struct kvm *kvm);
 
 /* Arch hooks (SEV-SNP); no-ops where the architecture has none. */
 int kvm_gmem_shim_arch_prepare(struct kvm *kvm, u64 gfn, u64 pfn, int order);
+bool kvm_gmem_shim_prepare_warn_ratelimit(void);
 void kvm_gmem_shim_arch_invalidate(u64 start_pfn, u64 end_pfn);
 
 /* Memory attributes; the pre/post hooks are in kvm_main.c. */
