@@ -14,7 +14,8 @@
 #                             in build/series/ (git am onto pristine 6.12.117)
 #   make series-check         also git am it onto pristine, compare with the
 #                             prepared tree, checkpatch every patch
-#   make bench [RUNS=5] [METRICS=list]  C vs Rust benchmark: table,
+#   make bench [BOOTS=3] [RUNS=5] [METRICS=list]  C vs Rust benchmark over
+#                             alternating boots (C, Rust, C, ...): medians, spread,
 #                             build/bench.json, build/bench.png (not in check)
 #   make fuzz [OPS=5000] [SEEDS=1+20]  C vs Rust differential fuzzing: the same
 #                             seeded guest_memfd call sequences on both kernels,
