@@ -28,10 +28,12 @@
 //! never see anything else.  Writers must be serialized by the caller (KVM
 //! holds `slots_lock`).
 
+use core::cell::Cell;
 use kernel::{
     alloc::Flags,
-    error::code::EINVAL,
+    error::code::{EINVAL, ENOMEM},
     prelude::*,
+    time::Ktime,
     warn_on,
     xarray::{
         multi::{Slot, XaReader, XaValue},
@@ -64,6 +66,26 @@ pub(crate) trait Update {
 
     /// Called once the store has changed.
     fn after_store(&mut self) {}
+
+    /// Called before each step of the preparation that may allocate memory;
+    /// if it returns `true`, the step fails as if memory ran out.  A fault
+    /// injection point for tests.
+    fn alloc_fails(&mut self) -> bool {
+        false
+    }
+}
+
+/// Debugging statistics of the changes made through one [`AttrStore`].
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Stats {
+    /// Walks of the array from its root: lookups, searches, and the walk of
+    /// each locked operation.
+    pub(crate) root_walks: usize,
+    /// Round trips of the array's lock.
+    pub(crate) lock_trips: usize,
+    /// The longest locked store or erase, in nanoseconds, lock taking
+    /// included.
+    pub(crate) max_store_ns: i64,
 }
 
 /// An entry of the new canonical form around a change.
@@ -157,12 +179,42 @@ struct Plan {
 /// The attribute store of a VM: a view of its `mem_attr_array`.
 pub(crate) struct AttrStore<'a> {
     xa: &'a XArray<XaValue>,
+    stats: Cell<Stats>,
 }
 
 impl<'a> AttrStore<'a> {
     /// Wraps an XArray that holds only value entries in canonical form.
     pub(crate) fn new(xa: &'a XArray<XaValue>) -> Self {
-        Self { xa }
+        Self {
+            xa,
+            stats: Cell::new(Stats::default()),
+        }
+    }
+
+    /// Returns the statistics of the changes made through this view.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats.get()
+    }
+
+    /// Counts `walks` walks from the root and `locks` lock round trips.
+    fn count(&self, walks: usize, locks: usize) {
+        let mut st = self.stats.get();
+        st.root_walks += walks;
+        st.lock_trips += locks;
+        self.stats.set(st);
+    }
+
+    /// [`XArray::store_block`], counted and timed.
+    fn store_block(&self, first: usize, order: u32, entry: Option<XaValue>, gfp: Flags) -> Result {
+        let t0 = Ktime::ktime_get();
+        let ret = self.xa.store_block(first, order, entry, gfp);
+        let ns = (Ktime::ktime_get() - t0).to_ns();
+        let mut st = self.stats.get();
+        st.root_walks += 1;
+        st.lock_trips += 1;
+        st.max_store_ns = st.max_store_ns.max(ns);
+        self.stats.set(st);
+        ret
     }
 
     /// Returns whether every index of `[start, end)` has a value whose bits
@@ -185,7 +237,7 @@ impl<'a> AttrStore<'a> {
             return true;
         }
         if end - start == 1 {
-            let value = match r.lookup(start) {
+            let value = match self.walked(r).lookup(start) {
                 // The store never holds an entry for "no attributes".
                 Slot::Entry { entry, .. } if !warn_on!(entry.get() == 0) => entry.get(),
                 _ => 0,
@@ -193,11 +245,12 @@ impl<'a> AttrStore<'a> {
             return value & mask == attrs;
         }
         if attrs == 0 {
+            self.count(1, 0);
             return self.xa.find(start, end - 1).is_none();
         }
         let mut index = start;
         while index < end {
-            match r.lookup(index) {
+            match self.walked(r).lookup(index) {
                 Slot::Entry {
                     first,
                     order,
@@ -212,11 +265,17 @@ impl<'a> AttrStore<'a> {
         true
     }
 
+    /// Counts a walk of `r` from the root.
+    fn walked<'r, 'x>(&self, r: &'r XaReader<'x, XaValue>) -> &'r XaReader<'x, XaValue> {
+        self.count(1, 0);
+        r
+    }
+
     /// Returns the start of the run of `value` that contains the entry at
     /// `first`, walking left entry by entry.
-    fn run_start(r: &XaReader<'_, XaValue>, mut first: usize, value: usize) -> usize {
+    fn run_start(&self, r: &XaReader<'_, XaValue>, mut first: usize, value: usize) -> usize {
         while first > 0 {
-            match r.lookup(first - 1) {
+            match self.walked(r).lookup(first - 1) {
                 Slot::Entry {
                     first: prev, entry, ..
                 } if entry.get() == value => first = prev,
@@ -228,9 +287,9 @@ impl<'a> AttrStore<'a> {
 
     /// Returns the end of the run of `value` that contains the entry ending
     /// at `end`, walking right entry by entry.
-    fn run_end(r: &XaReader<'_, XaValue>, mut end: usize, value: usize) -> usize {
+    fn run_end(&self, r: &XaReader<'_, XaValue>, mut end: usize, value: usize) -> usize {
         loop {
-            match r.lookup(end) {
+            match self.walked(r).lookup(end) {
                 Slot::Entry {
                     first,
                     order,
@@ -261,8 +320,8 @@ impl<'a> AttrStore<'a> {
         if self.has(&r, start, end, !0, value) {
             return None;
         }
-        let before = start.checked_sub(1).map(|i| r.lookup(i));
-        let after = r.lookup(end);
+        let before = start.checked_sub(1).map(|i| self.walked(&r).lookup(i));
+        let after = self.walked(&r).lookup(end);
         let mut low = None;
         let left = match before {
             Some(Slot::Entry {
@@ -279,7 +338,7 @@ impl<'a> AttrStore<'a> {
                     });
                 }
                 Run {
-                    start: Self::run_start(&r, first, entry.get()),
+                    start: self.run_start(&r, first, entry.get()),
                     end: start,
                     value: entry.get(),
                 }
@@ -309,7 +368,7 @@ impl<'a> AttrStore<'a> {
                     start: end,
                     end: first
                         .checked_add(1usize << order)
-                        .map_or(usize::MAX, |e| Self::run_end(&r, e, entry.get())),
+                        .map_or(usize::MAX, |e| self.run_end(&r, e, entry.get())),
                     value: entry.get(),
                 }
             }
@@ -387,7 +446,7 @@ impl<'a> AttrStore<'a> {
         for erase in [false, true] {
             for block in Blocks::new(runs).filter(|b| (b.value == 0) == erase) {
                 let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
-                if let Err(e) = self.xa.store_block(block.first, block.order, entry, gfp) {
+                if let Err(e) = self.store_block(block.first, block.order, entry, gfp) {
                     // Cannot happen: the block was prepared (C: KVM_BUG_ON).
                     pr_err!(
                         "attributes: store of {:#x}+2^{} failed ({e:?})\n",
@@ -401,6 +460,7 @@ impl<'a> AttrStore<'a> {
         // All reserved blocks were stored over; the index reserved to grow
         // the tree, if any, is released.
         if let Some((first, order)) = grown {
+            self.count(1, 1);
             self.xa.release_block(first, order);
         }
         update.after_store();
@@ -428,12 +488,20 @@ impl<'a> AttrStore<'a> {
         let last = last_index(block.first, block.order);
         for s in split.iter().flatten() {
             if s.order > block.order && block.first <= s.boundary && s.boundary <= last {
+                if update.alloc_fails() {
+                    return Err(ENOMEM);
+                }
+                self.count(2, 2);
                 self.xa.split_to(s.boundary, block.order, gfp)?;
             }
         }
         if block.value == 0 || split.iter().flatten().any(|s| s.contains(block)) {
             return Ok(None);
         }
+        if update.alloc_fails() {
+            return Err(ENOMEM);
+        }
+        self.count(2, 1);
         let reserved = self.xa.prepare_store(block.first, block.order, gfp)?;
         Ok(reserved.filter(|&r| r != (block.first, block.order)))
     }
