@@ -800,8 +800,8 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// # Safety
     ///
     /// The array's lock must be held, `entry` of order `order` must be the entry at the state,
-    /// [`XaState::split_alloc`] must have allocated the nodes for it, and `T` must be a
-    /// [`CopyEntry`] type.
+    /// [`XaState::split_alloc`] must have allocated the nodes for it (none if the entries of the
+    /// state's order are in the entry's node), and `T` must be a [`CopyEntry`] type.
     unsafe fn split(&mut self, entry: *mut c_void, order: u32) {
         // SAFETY: as the caller guarantees.
         unsafe { bindings::xas_split(&mut self.xas, entry, order) };
@@ -1099,7 +1099,7 @@ impl<T: CopyEntry> XArray<T> {
         }
         loop {
             let mut xas = XaState::new(self, index, order);
-            let (entry, cur, shift) = {
+            let (entry, cur, step) = {
                 let _guard = self.lock();
                 // SAFETY: the lock is held.
                 let entry = unsafe { xas.load() };
@@ -1118,19 +1118,31 @@ impl<T: CopyEntry> XArray<T> {
                 let Some(shift) = (unsafe { xas.node_shift() }) else {
                     return Ok(());
                 };
-                (entry, cur, shift)
-            };
-            // Split one level at a time: `xas_split_alloc` only splits an entry into entries of
-            // its own node or of the level just below, the latter with one new node for each slot
-            // of the entry. So an entry of several slots is first split into one-slot entries
-            // within its node, which needs no memory, and only the one covering `index` is split
-            // further.
-            let step = if order >= shift {
-                order
-            } else if cur > shift {
-                shift
-            } else {
-                order.max(shift - bindings::XA_CHUNK_SHIFT)
+                // Split one level at a time: `xas_split_alloc` only splits an entry into entries
+                // of its own node or of the level just below, the latter with one new node for
+                // each slot of the entry. So an entry of several slots is first split into
+                // one-slot entries within its node, which needs no memory, and only the one
+                // covering `index` is split further.
+                let step = if order >= shift {
+                    order
+                } else if cur > shift {
+                    shift
+                } else {
+                    order.max(shift - bindings::XA_CHUNK_SHIFT)
+                };
+                if step >= shift {
+                    // Within the node: no memory, so no need to drop the lock.
+                    xas.set_order(index, step);
+                    // SAFETY: the entry of order `cur` covers `index` (`xas_split` walks to it
+                    // again), the split stays within its node so it needs no allocated node, the
+                    // lock is held, and `T: CopyEntry`.
+                    unsafe { xas.split(entry, cur) };
+                    if step == order {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                (entry, cur, step)
             };
             let mut xas = XaState::new(self, index, step);
             // SAFETY: `entry` is an entry of the array of order `cur`, and `T: CopyEntry`: the
