@@ -19,14 +19,19 @@
 //!    it ([`XArray::split_to`]) and reserving empty blocks
 //!    ([`XArray::prepare_store`]).  No index changes value.  On failure
 //!    (no memory, or the [`Update::checkpoint`] refuses) the preparation is
-//!    undone and the store is exactly as before.
+//!    undone and the store is exactly as before.  An entry that is in the
+//!    store already, or whose node is (the walk of the plan saw it), needs
+//!    no preparation: a one-page change next to pages with attributes plans
+//!    with one lock-free walk from the root and stores with one locked walk,
+//!    its only lock round trip.
 //! 2. *Store*: the new entries are stored (merging the entries they cover)
 //!    and then the cleared blocks erased.  Nothing is allocated.
 //!
 //! Indices outside `[start, end)` keep their value at every moment, and
 //! those inside read either the old or the new value, so lock-free readers
 //! never see anything else.  Writers must be serialized by the caller (KVM
-//! holds `slots_lock`).
+//! holds `slots_lock`); the plan relies on it, and so do the extents that
+//! [`AttrStore::range_has`] reads.
 
 use core::cell::Cell;
 use kernel::{
@@ -76,10 +81,15 @@ pub(crate) trait Update {
 }
 
 /// Debugging statistics of the changes made through one [`AttrStore`].
+///
+/// The KUnit suite reads them; KVM does not.
+#[allow(dead_code)]
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Stats {
-    /// Walks of the array from its root: lookups, searches, and the walk of
-    /// each locked operation.
+    /// Walks of the array from its root: lookups that could not start from
+    /// the node of the previous one, searches, and the walk of each locked
+    /// operation (two for a preparation, one for a split, which takes one or
+    /// two per level it splits).
     pub(crate) root_walks: usize,
     /// Round trips of the array's lock.
     pub(crate) lock_trips: usize,
@@ -168,12 +178,36 @@ impl Straddler {
     }
 }
 
-/// What a change does: the runs of the span it rewrites, and the old entries
-/// it splits.
+/// The most blocks a plan has: three runs, each at most two per order.
+const MAX_BLOCKS: usize = 3 * 2 * usize::BITS as usize;
+
+/// A set of the blocks of a plan, by their position in [`Blocks`].
+#[derive(Default)]
+struct BlockSet([u64; MAX_BLOCKS / 64]);
+
+impl BlockSet {
+    fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// What a change does: the runs of the span it rewrites, the old entries it
+/// splits, and what needs no work.
 struct Plan {
     runs: [Run; 3],
     n: usize,
     split: [Option<Straddler>; 2],
+    /// The blocks that are old entries already, with their value: neither
+    /// prepared nor stored.
+    keep: BlockSet,
+    /// The blocks whose node is in the array: stored without preparation.
+    ready: BlockSet,
 }
 
 /// The attribute store of a VM: a view of its `mem_attr_array`.
@@ -192,6 +226,7 @@ impl<'a> AttrStore<'a> {
     }
 
     /// Returns the statistics of the changes made through this view.
+    #[allow(dead_code)]
     pub(crate) fn stats(&self) -> Stats {
         self.stats.get()
     }
@@ -220,8 +255,20 @@ impl<'a> AttrStore<'a> {
     /// Returns whether every index of `[start, end)` has a value whose bits
     /// in `mask` are `attrs`.  As in C, `attrs == 0` asks for no value at all
     /// (the mask is then ignored), except for a single index.
+    ///
+    /// Writers must be excluded: the answer walks entries by their extents,
+    /// which a concurrent split or merge may make the lookup misreport (see
+    /// the exactness of [`XaReader`]).  KVM's callers all hold `slots_lock`,
+    /// as a change does: `KVM_SET_MEMORY_ATTRIBUTES` itself, x86's huge page
+    /// checks (`kvm_arch_post_set_memory_attributes()` asserts it, and
+    /// `kvm_mmu_init_memslot_memory_attributes()` runs in a memslot update)
+    /// and `kvm_gmem_populate()`.  A single index needs no exclusion: its
+    /// value is read once.
     pub(crate) fn range_has(&self, start: usize, end: usize, mask: usize, attrs: usize) -> bool {
-        self.has(&self.xa.reader(), start, end, mask, attrs)
+        let r = self.xa.reader();
+        let has = self.has(&r, start, end, mask, attrs);
+        self.count(r.root_walks(), 0);
+        has
     }
 
     /// [`AttrStore::range_has`] with a reader.
@@ -237,7 +284,7 @@ impl<'a> AttrStore<'a> {
             return true;
         }
         if end - start == 1 {
-            let value = match self.walked(r).lookup(start) {
+            let value = match r.lookup(start) {
                 // The store never holds an entry for "no attributes".
                 Slot::Entry { entry, .. } if !warn_on!(entry.get() == 0) => entry.get(),
                 _ => 0,
@@ -250,7 +297,7 @@ impl<'a> AttrStore<'a> {
         }
         let mut index = start;
         while index < end {
-            match self.walked(r).lookup(index) {
+            match r.lookup(index) {
                 Slot::Entry {
                     first,
                     order,
@@ -265,17 +312,11 @@ impl<'a> AttrStore<'a> {
         true
     }
 
-    /// Counts a walk of `r` from the root.
-    fn walked<'r, 'x>(&self, r: &'r XaReader<'x, XaValue>) -> &'r XaReader<'x, XaValue> {
-        self.count(1, 0);
-        r
-    }
-
     /// Returns the start of the run of `value` that contains the entry at
     /// `first`, walking left entry by entry.
-    fn run_start(&self, r: &XaReader<'_, XaValue>, mut first: usize, value: usize) -> usize {
+    fn run_start(r: &XaReader<'_, XaValue>, mut first: usize, value: usize) -> usize {
         while first > 0 {
-            match self.walked(r).lookup(first - 1) {
+            match r.lookup(first - 1) {
                 Slot::Entry {
                     first: prev, entry, ..
                 } if entry.get() == value => first = prev,
@@ -287,9 +328,9 @@ impl<'a> AttrStore<'a> {
 
     /// Returns the end of the run of `value` that contains the entry ending
     /// at `end`, walking right entry by entry.
-    fn run_end(&self, r: &XaReader<'_, XaValue>, mut end: usize, value: usize) -> usize {
+    fn run_end(r: &XaReader<'_, XaValue>, mut end: usize, value: usize) -> usize {
         loop {
-            match self.walked(r).lookup(end) {
+            match r.lookup(end) {
                 Slot::Entry {
                     first,
                     order,
@@ -315,13 +356,31 @@ impl<'a> AttrStore<'a> {
     ///
     /// Returns `None` if the range already has `value` (as
     /// [`AttrStore::range_has`] with mask `!0` sees it): nothing to do.
+    ///
+    /// All lookups go through one reader, which starts each from the node of
+    /// the previous one when that node spans the index: for a small change,
+    /// the check, the neighbours, the runs' ends and the state of the new
+    /// entries are one walk from the root.
     fn plan(&self, start: usize, end: usize, value: usize) -> Option<Plan> {
         let r = self.xa.reader();
-        if self.has(&r, start, end, !0, value) {
+        let plan = self.plan_with(&r, start, end, value);
+        self.count(r.root_walks(), 0);
+        plan
+    }
+
+    /// [`AttrStore::plan`] with a reader.
+    fn plan_with(
+        &self,
+        r: &XaReader<'_, XaValue>,
+        start: usize,
+        end: usize,
+        value: usize,
+    ) -> Option<Plan> {
+        if self.has(r, start, end, !0, value) {
             return None;
         }
-        let before = start.checked_sub(1).map(|i| self.walked(&r).lookup(i));
-        let after = self.walked(&r).lookup(end);
+        let before = start.checked_sub(1).map(|i| r.lookup(i));
+        let after = r.lookup(end);
         let mut low = None;
         let left = match before {
             Some(Slot::Entry {
@@ -338,7 +397,7 @@ impl<'a> AttrStore<'a> {
                     });
                 }
                 Run {
-                    start: self.run_start(&r, first, entry.get()),
+                    start: Self::run_start(r, first, entry.get()),
                     end: start,
                     value: entry.get(),
                 }
@@ -368,7 +427,7 @@ impl<'a> AttrStore<'a> {
                     start: end,
                     end: first
                         .checked_add(1usize << order)
-                        .map_or(usize::MAX, |e| self.run_end(&r, e, entry.get())),
+                        .map_or(usize::MAX, |e| Self::run_end(r, e, entry.get())),
                     value: entry.get(),
                 }
             }
@@ -387,6 +446,8 @@ impl<'a> AttrStore<'a> {
             runs: [empty; 3],
             n: 0,
             split: [low, high],
+            keep: BlockSet::default(),
+            ready: BlockSet::default(),
         };
         for run in [left, Run { start, end, value }, right] {
             if run.start == run.end {
@@ -397,6 +458,25 @@ impl<'a> AttrStore<'a> {
             } else {
                 plan.runs[plan.n] = run;
                 plan.n += 1;
+            }
+        }
+        // Writers are excluded, so what the reader sees of the new entries
+        // holds until the store phase.  A block inside a straddling entry is
+        // held by that entry's nodes once split (see `prepare`).
+        for (i, block) in Blocks::new(&plan.runs[..plan.n]).enumerate() {
+            if block.value == 0 || plan.split.iter().flatten().any(|s| s.contains(&block)) {
+                continue;
+            }
+            match r.lookup(block.first) {
+                Slot::Entry {
+                    first,
+                    order,
+                    entry,
+                } if first == block.first && order == block.order && entry.get() == block.value => {
+                    plan.keep.insert(i)
+                }
+                _ if r.storable(block.first, block.order) => plan.ready.insert(i),
+                _ => {}
             }
         }
         Some(plan)
@@ -430,13 +510,14 @@ impl<'a> AttrStore<'a> {
         // The index reserved to grow the tree, if a block needed it; only a
         // block at index 0 can (see `XArray::prepare_store`), so one at most.
         let mut grown = None;
-        for (prepared, block) in Blocks::new(runs).enumerate() {
-            match self.prepare(&block, &split, gfp, update) {
+        for (i, block) in Blocks::new(runs).enumerate() {
+            let ready = plan.keep.contains(i) || plan.ready.contains(i);
+            match self.prepare(&block, ready, &split, gfp, update) {
                 Ok(Some(g)) => grown = Some(g),
                 Ok(None) => {}
                 Err(e) => {
                     // The failed step may have done part of its work.
-                    self.undo(runs, prepared + 1, &split, grown);
+                    self.undo(runs, i + 1, &split, grown);
                     return Err(e);
                 }
             }
@@ -444,17 +525,12 @@ impl<'a> AttrStore<'a> {
         update.before_store();
         // Stores first: an erase may shrink the tree and undo a preparation.
         for erase in [false, true] {
-            for block in Blocks::new(runs).filter(|b| (b.value == 0) == erase) {
-                let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
-                if let Err(e) = self.store_block(block.first, block.order, entry, gfp) {
-                    // Cannot happen: the block was prepared (C: KVM_BUG_ON).
-                    pr_err!(
-                        "attributes: store of {:#x}+2^{} failed ({e:?})\n",
-                        block.first,
-                        block.order
-                    );
-                    warn_on!(true);
+            for (i, block) in Blocks::new(runs).enumerate() {
+                if (block.value == 0) != erase || plan.keep.contains(i) {
+                    continue;
                 }
+                let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
+                self.store(&block, entry, gfp);
             }
         }
         // All reserved blocks were stored over; the index reserved to grow
@@ -465,6 +541,32 @@ impl<'a> AttrStore<'a> {
         }
         update.after_store();
         Ok(())
+    }
+
+    /// Stores `entry` into `block` (erases it for `None`), which was
+    /// prepared.
+    fn store(&self, block: &Block, entry: Option<XaValue>, gfp: Flags) {
+        self.store_checked(block.first, block.order, entry, gfp);
+    }
+
+    /// Stores into a block that needs no memory.
+    fn store_checked(&self, first: usize, order: u32, entry: Option<XaValue>, gfp: Flags) {
+        if let Err(e) = self.store_block(first, order, entry, gfp) {
+            // Cannot happen: the block was prepared (C: KVM_BUG_ON).
+            pr_err!("attributes: store of {first:#x}+2^{order} failed ({e:?})\n");
+            warn_on!(true);
+        }
+    }
+
+    /// Splits the entry covering `index` down to order `order`
+    /// ([`XArray::split_to`]).
+    fn split(&self, index: usize, order: u32, gfp: Flags, update: &mut impl Update) -> Result {
+        // At least one walk and one lock round trip; one or two per level.
+        self.count(1, 1);
+        if update.alloc_fails() {
+            return Err(ENOMEM);
+        }
+        self.xa.split_to(index, order, gfp)
     }
 
     /// Makes `block` storable without allocating and without affecting the
@@ -480,22 +582,26 @@ impl<'a> AttrStore<'a> {
     fn prepare(
         &self,
         block: &Block,
+        ready: bool,
         split: &[Option<Straddler>],
         gfp: Flags,
         update: &mut impl Update,
     ) -> Result<Option<(usize, u32)>> {
-        update.checkpoint()?;
         let last = last_index(block.first, block.order);
-        for s in split.iter().flatten() {
-            if s.order > block.order && block.first <= s.boundary && s.boundary <= last {
-                if update.alloc_fails() {
-                    return Err(ENOMEM);
-                }
-                self.count(2, 2);
-                self.xa.split_to(s.boundary, block.order, gfp)?;
-            }
+        let splits = |s: &&Straddler| {
+            s.order > block.order && block.first <= s.boundary && s.boundary <= last
+        };
+        let contained = split.iter().flatten().any(|s| s.contains(block));
+        let reserve = block.value != 0 && !contained && !ready;
+        if !reserve && !split.iter().flatten().any(|s| splits(&s)) {
+            // Nothing to do for this block: no step.
+            return Ok(None);
         }
-        if block.value == 0 || split.iter().flatten().any(|s| s.contains(block)) {
+        update.checkpoint()?;
+        for s in split.iter().flatten().filter(splits) {
+            self.split(s.boundary, block.order, gfp, update)?;
+        }
+        if !reserve {
             return Ok(None);
         }
         if update.alloc_fails() {

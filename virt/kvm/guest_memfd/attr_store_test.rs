@@ -441,4 +441,64 @@ mod tests {
         assert!(xa.is_empty());
         Ok(())
     }
+
+    /// A one-page change next to pages that have attributes walks the array
+    /// from its root twice and takes its lock once: the check that the range
+    /// has the value already, the neighbour lookups and the storability of
+    /// the new entry share one lock-free walk, an entry that needs no memory
+    /// needs no preparation, and the store walks again under the lock.  (C:
+    /// a lookup, a reservation and a store, three walks and two locks.)
+    #[test]
+    fn attr_small_change_case() -> Result {
+        let Some(xa) = new_array() else {
+            return Err(ENOMEM);
+        };
+        let setup = AttrStore::new(&xa);
+        assert!(setup.set(100, 110, PV, GFP_KERNEL, &mut Plain).is_ok());
+        assert!(setup.set(120, 130, 1, GFP_KERNEL, &mut Plain).is_ok());
+        let far = 1 << 20;
+        assert!(setup.set(far, far + 1, 1, GFP_KERNEL, &mut Plain).is_ok());
+        let cases = [
+            // Grows a run (merging), alone, shrinks it; cuts a page out of a
+            // 4-page entry, which must be split (in its node: no memory, but
+            // locked steps), and merges it back.
+            (110, 111, PV, true),
+            (115, 116, PV, true),
+            (110, 111, 0, true),
+            (115, 116, 0, true),
+            (119, 120, 1, true),
+            (119, 120, 0, true),
+            (105, 106, 1, false),
+            (105, 106, PV, false),
+        ];
+        for (a, b, v, one) in cases {
+            let s = AttrStore::new(&xa);
+            assert!(s.set(a, b, v, GFP_KERNEL, &mut Plain).is_ok());
+            let st = s.stats();
+            pr_info!(
+                "set [{a}, {b}) = {v}: {} root walks, {} lock round trips\n",
+                st.root_walks,
+                st.lock_trips
+            );
+            assert!(get(&xa, a) == v);
+            assert!(!one || (st.root_walks == 2 && st.lock_trips == 1));
+        }
+        assert!(count(&xa) == block_count(100, 110) + block_count(120, 130) + 1);
+        // A page with no neighbour in a node of its own: one walk to see
+        // that, one to reserve the node (locked), and the store.
+        let s = AttrStore::new(&xa);
+        assert!(s
+            .set(1 << 30, (1 << 30) + 1, PV, GFP_KERNEL, &mut Plain)
+            .is_ok());
+        let st = s.stats();
+        pr_info!(
+            "set of an isolated page: {} root walks, {} lock round trips\n",
+            st.root_walks,
+            st.lock_trips
+        );
+        assert!(st.lock_trips == 2);
+        assert!(setup.set(0, usize::MAX, 0, GFP_KERNEL, &mut Plain).is_ok());
+        assert!(xa.is_empty());
+        Ok(())
+    }
 }
