@@ -790,9 +790,9 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// # Safety
     ///
     /// `entry` must be an entry of the array, and `T` a [`CopyEntry`] type.
-    unsafe fn split_alloc(&mut self, entry: *mut c_void, order: u32, gfp: Flags) {
+    unsafe fn split_alloc(&mut self, entry: *mut c_void, order: u32, gfp: bindings::gfp_t) {
         // SAFETY: as the caller guarantees; the new nodes are filled with copies of `entry`.
-        unsafe { bindings::xas_split_alloc(&mut self.xas, entry, order, gfp.as_raw()) };
+        unsafe { bindings::xas_split_alloc(&mut self.xas, entry, order, gfp) };
     }
 
     /// Splits `entry` of order `order` down to the order of the state (`xas_split`).
@@ -1093,6 +1093,23 @@ impl<T: CopyEntry> XArray<T> {
     ///
     /// [`ENOMEM`]: crate::error::code::ENOMEM
     pub fn split_to(&self, index: usize, order: u32, gfp: Flags) -> Result {
+        self.split_to_raw(index, order, gfp.as_raw())
+    }
+
+    /// [`XArray::split_to`], allocating with `gfp | __GFP_NOFAIL`: it never fails.
+    ///
+    /// It may sleep, and must only be called in process context without spinlocks held. Each
+    /// level split allocates one node (one `struct xa_node`, an order-0 slab object), so a split
+    /// down to order 0 allocates at most `BITS_PER_LONG / XA_CHUNK_SHIFT + 1` nodes: this is for
+    /// callers that must not fail and split a bounded number of entries, as the allocator
+    /// documentation asks of `__GFP_NOFAIL` users.
+    pub fn split_to_nofail(&self, index: usize, order: u32, gfp: Flags) {
+        let gfp = gfp.as_raw() | ((1 as bindings::gfp_t) << bindings::___GFP_NOFAIL_BIT);
+        // With `__GFP_NOFAIL` the node allocations do not fail, and nothing else does.
+        let _ = self.split_to_raw(index, order, gfp);
+    }
+
+    fn split_to_raw(&self, index: usize, order: u32, gfp: bindings::gfp_t) -> Result {
         if order >= usize::BITS {
             // No entry is larger than that.
             return Ok(());
