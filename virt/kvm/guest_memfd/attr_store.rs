@@ -27,6 +27,11 @@
 //! 2. *Store*: the new entries are stored (merging the entries they cover)
 //!    and then the cleared blocks erased.  Nothing is allocated.
 //!
+//! A clear never fails for want of memory: its only allocations are the
+//! splits of the (at most two) entries that straddle its ends, a bounded
+//! number of nodes, which it makes with `__GFP_NOFAIL` if the normal
+//! allocation fails (see [`AttrStore::split`]).
+//!
 //! Indices outside `[start, end)` keep their value at every moment, and
 //! those inside read either the old or the new value, so lock-free readers
 //! never see anything else.  Writers must be serialized by the caller (KVM
@@ -487,8 +492,9 @@ impl<'a> AttrStore<'a> {
     ///
     /// Does nothing, not even calling `update`, if the range has the value
     /// already.  Returns [`EINVAL`] for an empty range or a value above
-    /// [`XaValue::MAX`], `ENOMEM` if memory runs out, or the error of
-    /// `update.checkpoint()`; in all these cases the store is unchanged.
+    /// [`XaValue::MAX`], `ENOMEM` if memory runs out (never for a clear,
+    /// `value == 0`), or the error of `update.checkpoint()`; in all these
+    /// cases the store is unchanged.
     pub(crate) fn set(
         &self,
         start: usize,
@@ -506,13 +512,14 @@ impl<'a> AttrStore<'a> {
             return Ok(());
         };
         let (runs, split) = (&plan.runs[..plan.n], plan.split);
+        let clear = value == 0;
 
         // The index reserved to grow the tree, if a block needed it; only a
         // block at index 0 can (see `XArray::prepare_store`), so one at most.
         let mut grown = None;
         for (i, block) in Blocks::new(runs).enumerate() {
             let ready = plan.keep.contains(i) || plan.ready.contains(i);
-            match self.prepare(&block, ready, &split, gfp, update) {
+            match self.prepare(&block, ready, &split, clear, gfp, update) {
                 Ok(Some(g)) => grown = Some(g),
                 Ok(None) => {}
                 Err(e) => {
@@ -560,13 +567,39 @@ impl<'a> AttrStore<'a> {
 
     /// Splits the entry covering `index` down to order `order`
     /// ([`XArray::split_to`]).
-    fn split(&self, index: usize, order: u32, gfp: Flags, update: &mut impl Update) -> Result {
+    ///
+    /// For a clear (`clear`), it never fails for want of memory: if the
+    /// allocation with `gfp` fails, it allocates with `__GFP_NOFAIL`
+    /// ([`XArray::split_to_nofail`]).  That is bounded: a change splits at
+    /// most the two entries straddling its ends, one node per level, so at
+    /// most `2 * (BITS_PER_LONG / XA_CHUNK_SHIFT + 1)` = 22 nodes of 576
+    /// bytes; it runs in process context with no spinlock held (KVM holds
+    /// `slots_lock`, a mutex); and the first try has already failed, so it
+    /// only runs under memory pressure.  Nothing else in a clear allocates:
+    /// the entries it stores are old entries or inside a split one, and
+    /// erasing allocates nothing.
+    fn split(
+        &self,
+        index: usize,
+        order: u32,
+        clear: bool,
+        gfp: Flags,
+        update: &mut impl Update,
+    ) -> Result {
         // At least one walk and one lock round trip; one or two per level.
         self.count(1, 1);
-        if update.alloc_fails() {
-            return Err(ENOMEM);
+        let ret = if update.alloc_fails() {
+            Err(ENOMEM)
+        } else {
+            self.xa.split_to(index, order, gfp)
+        };
+        match ret {
+            Err(e) if e == ENOMEM && clear => {
+                self.xa.split_to_nofail(index, order, gfp);
+                Ok(())
+            }
+            ret => ret,
         }
-        self.xa.split_to(index, order, gfp)
     }
 
     /// Makes `block` storable without allocating and without affecting the
@@ -584,6 +617,7 @@ impl<'a> AttrStore<'a> {
         block: &Block,
         ready: bool,
         split: &[Option<Straddler>],
+        clear: bool,
         gfp: Flags,
         update: &mut impl Update,
     ) -> Result<Option<(usize, u32)>> {
@@ -599,7 +633,7 @@ impl<'a> AttrStore<'a> {
         }
         update.checkpoint()?;
         for s in split.iter().flatten().filter(splits) {
-            self.split(s.boundary, block.order, gfp, update)?;
+            self.split(s.boundary, block.order, clear, gfp, update)?;
         }
         if !reserve {
             return Ok(None);

@@ -442,6 +442,94 @@ mod tests {
         Ok(())
     }
 
+    /// An [`Update`] whose every allocation fails, as with a failslab that
+    /// fails them all: it counts the steps that would have allocated.
+    struct NoMemory {
+        refused: usize,
+    }
+
+    impl Update for NoMemory {
+        fn alloc_fails(&mut self) -> bool {
+            self.refused += 1;
+            true
+        }
+    }
+
+    /// A clear never fails for want of memory, even when every allocation
+    /// fails: splitting the large entries it cuts is the only thing a clear
+    /// allocates for, and it has a way that cannot fail.  A set may fail
+    /// then, leaving the store as it was.
+    #[test]
+    fn attr_clear_nomem_case() -> Result {
+        let Some(xa) = new_array() else {
+            return Err(ENOMEM);
+        };
+        let s = AttrStore::new(&xa);
+        let (base, len) = (1usize << 40, 4096usize);
+        let mut model = Model::new(base, len)?;
+        let clear = |a: usize, b: usize| s.set(a, b, 0, GFP_KERNEL, &mut NoMemory { refused: 0 });
+
+        // The worst case: one page out of the middle of a 1 TiB entry (a
+        // split at every level), then its edges.
+        let huge = 1usize << 28;
+        assert!(s.set(0, huge, PV, GFP_KERNEL, &mut Plain).is_ok());
+        let mut up = NoMemory { refused: 0 };
+        let mid = huge / 2 + 12345;
+        let ret = s.set(mid, mid + 1, 0, GFP_KERNEL, &mut up);
+        pr_info!(
+            "clear of 1 page in a 1 TiB entry, every allocation failing: {:?} ({} refused)\n",
+            ret,
+            up.refused
+        );
+        assert!(ret.is_ok());
+        assert!(get(&xa, mid) == 0 && get(&xa, mid - 1) == PV && get(&xa, mid + 1) == PV);
+        assert!(count(&xa) == block_count(0, mid) + block_count(mid + 1, huge));
+        for (a, b) in [(0, 1), (huge - 1, huge), (1, 7), (huge - 300, huge - 2)] {
+            assert!(clear(a, b).is_ok());
+            assert!(get(&xa, a) == 0 && get(&xa, b - 1) == 0);
+        }
+        assert!(clear(0, huge).is_ok());
+        assert!(xa.is_empty());
+
+        // Random states, then random clears with no memory at all; the sets
+        // in between have memory.  Sets without memory fail or succeed as
+        // they must, but never leave anything half done.
+        let mut rng = Rng(7);
+        let values = [PV, PV, 1, PV | 1];
+        for op in 0..1500 {
+            let start = rng.below(len);
+            let max = if rng.below(3) == 0 { len } else { 64 };
+            let end = (start + 1 + rng.below(max)).min(len);
+            let (a, b) = (base + start, base + end);
+            match op % 3 {
+                0 | 1 => {
+                    assert!(clear(a, b).is_ok());
+                    model.set(a, b, 0);
+                }
+                _ => {
+                    let value = values[rng.below(values.len())];
+                    if rng.below(2) == 0 {
+                        assert!(s.set(a, b, value, GFP_KERNEL, &mut Plain).is_ok());
+                        model.set(a, b, value);
+                    } else {
+                        let mut up = NoMemory { refused: 0 };
+                        match s.set(a, b, value, GFP_KERNEL, &mut up) {
+                            Ok(()) => model.set(a, b, value),
+                            Err(e) => assert!(e == ENOMEM && up.refused > 0),
+                        }
+                    }
+                }
+            }
+            if op % 50 == 49 {
+                model.compare(&xa);
+            }
+        }
+        model.compare(&xa);
+        assert!(clear(base, base + len).is_ok());
+        assert!(xa.is_empty());
+        Ok(())
+    }
+
     /// A one-page change next to pages that have attributes walks the array
     /// from its root twice and takes its lock once: the check that the range
     /// has the value already, the neighbour lookups and the storability of
