@@ -551,6 +551,12 @@ impl<T: CopyEntry> Iterator for RangeIter<'_, T> {
     }
 }
 
+/// The number of index bits each level of the tree resolves (`XA_CHUNK_SHIFT`): an entry of order
+/// `k * LEVEL_SHIFT` takes one slot of a node, and storing it over smaller entries frees the nodes
+/// below that slot.
+#[cfg(CONFIG_XARRAY_MULTI)]
+pub const LEVEL_SHIFT: u32 = bindings::XA_CHUNK_SHIFT;
+
 /// Returns `2^order - 1`, the offset of the last index of an entry of order `order`.
 #[cfg(CONFIG_XARRAY_MULTI)]
 fn order_mask(order: u32) -> usize {
