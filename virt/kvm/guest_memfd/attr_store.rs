@@ -25,7 +25,9 @@
 //!    with one lock-free walk from the root and stores with one locked walk,
 //!    its only lock round trip.
 //! 2. *Store*: the new entries are stored (merging the entries they cover)
-//!    and then the cleared blocks erased.  Nothing is allocated.
+//!    and then the cleared blocks erased.  Nothing is allocated.  The nodes
+//!    an entry replaces are freed a bounded number per locked section (see
+//!    [`AttrStore::store`]).
 //!
 //! A clear never fails for want of memory: its only allocations are the
 //! splits of the (at most two) entries that straddle its ends, a bounded
@@ -43,10 +45,11 @@ use kernel::{
     alloc::Flags,
     error::code::{EINVAL, ENOMEM},
     prelude::*,
+    task,
     time::Ktime,
     warn_on,
     xarray::{
-        multi::{Slot, XaReader, XaValue},
+        multi::{Slot, XaReader, XaValue, LEVEL_SHIFT},
         XArray,
     },
 };
@@ -551,8 +554,57 @@ impl<'a> AttrStore<'a> {
     }
 
     /// Stores `entry` into `block` (erases it for `None`), which was
-    /// prepared.
+    /// prepared, freeing the nodes it replaces a bounded number at a time.
+    ///
+    /// Storing an entry over smaller ones frees all the nodes below it in
+    /// the locked section of the store (`xas_store()` calls
+    /// `xas_free_nodes()`), tens of thousands of them for a fragmented 1 TiB
+    /// range.  So the levels below a large block are merged first, bottom
+    /// up: each chunk of order `k * LEVEL_SHIFT` (k >= 2, below the block's
+    /// order) that holds smaller entries is stored as one entry, which frees
+    /// at most one node and its children (a node's worth of leaves) in the
+    /// first pass, one node in the later ones, whose levels below are merged
+    /// already; `cond_resched()` runs between chunks.  The block's own store
+    /// then frees at most one node per slot it takes.
+    ///
+    /// A chunk lies inside the block, so its indices go from the old value to
+    /// the new one (or keep it, in a neighbouring run); its node is in the
+    /// array (it holds the smaller entries found), so the store allocates
+    /// nothing.  For the first chunk of a block at 0 that node may be the
+    /// root only if the tree lies within the chunk: erasing it then erases
+    /// the tree, and a stored block at 0 was prepared with a tree taller
+    /// than the block.
     fn store(&self, block: &Block, entry: Option<XaValue>, gfp: Flags) {
+        let last = last_index(block.first, block.order);
+        let mut level = 2 * LEVEL_SHIFT;
+        while level < block.order {
+            let mut index = block.first;
+            loop {
+                self.count(1, 0);
+                let Some((found, _)) = self.xa.find(index, last) else {
+                    break;
+                };
+                self.count(1, 0);
+                let next = match self.xa.lookup(found) {
+                    Slot::Entry { order, .. } if order < level => {
+                        // Smaller entries, so a node below the chunk's slot.
+                        let chunk = found & !((1usize << level) - 1);
+                        self.store_checked(chunk, level, entry, gfp);
+                        task::cond_resched();
+                        chunk.checked_add(1usize << level)
+                    }
+                    Slot::Entry { first, order, .. } | Slot::Reserved { first, order } => {
+                        first.checked_add(1usize << order)
+                    }
+                    Slot::Empty => found.checked_add(1),
+                };
+                match next {
+                    Some(next) if next <= last => index = next,
+                    _ => break,
+                }
+            }
+            level += LEVEL_SHIFT;
+        }
         self.store_checked(block.first, block.order, entry, gfp);
     }
 
