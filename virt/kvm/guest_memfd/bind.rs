@@ -3,7 +3,7 @@
 //! Binding memslots to guest_memfd ranges (`KVM_SET_USER_MEMORY_REGION2`
 //! with `KVM_MEM_GUEST_MEMFD`) and unbinding them when the slot goes away.
 
-use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*};
+use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*, warn_on};
 
 use crate::{
     gmem_file::{GmemFile, Operations},
@@ -48,6 +48,7 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
 }
 
 /// Removes `slot`'s range from `gmem`'s bindings and clears its file.
+/// The caller holds the mapping's invalidate lock.
 fn remove(gmem: &GmemFile, slot: &Memslot) {
     let start = slot.pgoff() as usize;
     let end = start + slot.npages() as usize;
@@ -61,7 +62,12 @@ fn remove(gmem: &GmemFile, slot: &Memslot) {
 /// Unbinds a memslot that KVM is deleting.
 ///
 /// Copes with a file that is already released (its release cleared the
-/// slot's file pointer) and with one being released right now.
+/// slot's file pointer) and with one being released right now: its last
+/// reference is gone, and its release waits for the slots lock, which our
+/// caller holds, before it takes the invalidate lock and frees its state.
+/// The bindings change under the invalidate lock in both cases, so that a
+/// memory error or a punch, which walk them under it, never sees them
+/// change between its begin and its end.
 ///
 /// # Safety
 ///
@@ -70,26 +76,29 @@ pub(crate) unsafe fn unbind(slot: &Memslot) {
     if !slot.is_bound() {
         return;
     }
-    match slot.gmem_file() {
-        Some(file) => {
-            // SAFETY: the slot is bound to `file`, a guest_memfd, and we
-            // hold a reference on it.
-            let gmem = unsafe { GmemFile::of_gmem_file(&file) };
-            let _lock = file.mapping().invalidate_lock();
-            remove(gmem, slot);
-        }
+    // A reference on the file while it is live; it keeps the mapping.
+    let file = slot.gmem_file();
+    let mapping = match &file {
+        Some(file) => file.mapping(),
+        // The file is being released: reach its mapping without pretending
+        // to hold a reference on it.
+        // SAFETY: our caller holds the slots lock for the rest of this call.
+        None => match unsafe { slot.file_mapping() } {
+            Some(mapping) => mapping,
+            None => return,
+        },
+    };
+    let _lock = mapping.invalidate_lock();
+    // SAFETY: the private data of a guest_memfd mapping is null or its
+    // `GmemFile`, which its release clears under the invalidate lock, held
+    // here, before freeing it.  The release has not run: it waits for the
+    // slots lock.
+    let gmem = unsafe { mapping.private_data::<GmemFile>() };
+    match gmem {
+        Some(gmem) => remove(gmem, slot),
+        // Not reached: the slot is bound and the release has not run.
         None => {
-            // The file is being closed: its release waits for slots_lock,
-            // which our caller holds, before it clears the bindings and
-            // frees its state, so both are still here.
-            // SAFETY: our caller holds the slots lock, and we use the
-            // file only in this call.
-            if let Some(file) = unsafe { slot.released_file() } {
-                // SAFETY: the slot is bound to `file`, a guest_memfd whose
-                // release waits for the slots lock before it takes its
-                // state back.
-                remove(unsafe { GmemFile::of_gmem_file(file) }, slot);
-            }
+            warn_on!(true);
         }
     }
 }

@@ -269,7 +269,8 @@ impl GmemFile {
         {
             // Keeps memslot updates from freeing a bound slot under us;
             // unbind cannot get the file any more (its count is zero) and
-            // relies on this lock to find the bindings intact.
+            // relies on this lock to find the file, its mapping and the
+            // state intact; it then takes the invalidate lock, as we do.
             let _slots = self.kvm.slots_lock();
             let _lock = mapping.invalidate_lock();
 

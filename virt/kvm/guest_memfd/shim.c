@@ -56,6 +56,13 @@ struct file *kvm_gmem_shim_slot_file(const struct kvm_memory_slot *slot)
 	return READ_ONCE(slot->gmem.file);
 }
 
+struct address_space *kvm_gmem_shim_slot_file_mapping(const struct kvm_memory_slot *slot)
+{
+	struct file *file = READ_ONCE(slot->gmem.file);
+
+	return file ? file->f_mapping : NULL;
+}
+
 struct file **kvm_gmem_shim_slot_file_slot(struct kvm_memory_slot *slot)
 {
 	return &slot->gmem.file;
