@@ -7,7 +7,7 @@ use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*, warn_on}
 
 use crate::{
     gmem_file::{GmemFile, Operations},
-    kvm::{BoundSlot, Kvm, Memslot},
+    kvm::{BindingsLockGuard, BoundSlot, Kvm, Memslot},
     range,
 };
 
@@ -31,7 +31,9 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
     }
 
     // The slot is new and not yet visible to vCPUs, so the fault path cannot
-    // see it half bound.
+    // see it half bound.  Memory errors walk the bindings under the
+    // bindings lock alone, so they change under it too.
+    let _bindings = BindingsLockGuard::lock();
     slot.set_binding(&file, start as u64);
     if let Err(e) =
         gmem.bindings
@@ -48,8 +50,8 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
 }
 
 /// Removes `slot`'s range from `gmem`'s bindings and clears its file.
-/// The caller holds the mapping's invalidate lock.
-fn remove(gmem: &GmemFile, slot: &Memslot) {
+/// The caller holds the mapping's invalidate lock and the bindings lock.
+fn remove(gmem: &GmemFile, slot: &Memslot, _bindings: &BindingsLockGuard) {
     let start = slot.pgoff() as usize;
     let end = start + slot.npages() as usize;
     // Erasing frees memory, it does not need any.
@@ -64,10 +66,10 @@ fn remove(gmem: &GmemFile, slot: &Memslot) {
 /// Copes with a file that is already released (its release cleared the
 /// slot's file pointer) and with one being released right now: its last
 /// reference is gone, and its release waits for the slots lock, which our
-/// caller holds, before it takes the invalidate lock and frees its state.
-/// The bindings change under the invalidate lock in both cases, so that a
-/// memory error or a punch, which walk them under it, never sees them
-/// change between its begin and its end.
+/// caller holds, before it takes the locks below and frees its state.  The
+/// bindings change under the same locks in both cases, so that a memory
+/// error, which walks them under the bindings lock, or a punch, under the
+/// invalidate lock, never sees them change between its begin and its end.
 ///
 /// # Safety
 ///
@@ -89,13 +91,14 @@ pub(crate) unsafe fn unbind(slot: &Memslot) {
         },
     };
     let _lock = mapping.invalidate_lock();
+    let bindings = BindingsLockGuard::lock();
     // SAFETY: the private data of a guest_memfd mapping is null or its
-    // `GmemFile`, which its release clears under the invalidate lock, held
+    // `GmemFile`, which its release clears under the bindings lock, held
     // here, before freeing it.  The release has not run: it waits for the
     // slots lock.
     let gmem = unsafe { mapping.private_data::<GmemFile>() };
     match gmem {
-        Some(gmem) => remove(gmem, slot),
+        Some(gmem) => remove(gmem, slot, &bindings),
         // Not reached: the slot is bound and the release has not run.
         None => {
             warn_on!(true);

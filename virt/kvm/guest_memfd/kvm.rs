@@ -219,6 +219,46 @@ impl Drop for SlotsLockGuard<'_> {
     }
 }
 
+/// The lock that every guest_memfd's bindings change under, in addition
+/// to the file's invalidate lock, and that memory errors read them under
+/// instead of the invalidate lock.  One mutex for all guest_memfds: it also
+/// keeps a guest_memfd's state from going away while a memory error finds
+/// it through the mapping, which outlives that state.
+///
+/// It nests inside the invalidate lock and outside `kvm->mmu_lock`, and is
+/// taken with a folio locked by memory-failure handling; nothing takes a
+/// folio lock while holding it.
+///
+/// # Invariants
+///
+/// The current task holds the lock, and the guard is responsible for
+/// releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub(crate) struct BindingsLockGuard {
+    /// A mutex is released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl BindingsLockGuard {
+    /// Takes the bindings lock.
+    pub(crate) fn lock() -> Self {
+        // SAFETY: the lock is a static mutex of the shim, taken in process
+        // context.
+        unsafe { bindings::kvm_gmem_shim_bindings_lock() };
+        // INVARIANT: the lock was just taken, by this task.
+        Self {
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for BindingsLockGuard {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold the lock.
+        unsafe { bindings::kvm_gmem_shim_bindings_unlock() };
+    }
+}
+
 /// `kvm->mmu_lock`, held for writing.
 ///
 /// # Invariants
@@ -277,8 +317,9 @@ impl Drop for MmuLockGuard<'_> {
 ///
 /// A `&Memslot` only exists while the slot is live: the borrow is tied to
 /// what keeps it so (the slots lock, the memslots SRCU read lock of the KVM
-/// caller of an entry point, or the invalidate lock of a guest_memfd whose
-/// bindings hold it: KVM unbinds a slot before freeing it).  Its
+/// caller of an entry point, or the invalidate lock or the bindings lock
+/// of a guest_memfd whose bindings hold it: KVM unbinds a slot before
+/// freeing it).  Its
 /// `gmem.file` is null or a guest_memfd file that [`Memslot::set_binding`]
 /// stored, which the file's release clears before the file is freed.
 #[repr(transparent)]
@@ -471,7 +512,8 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
 ///
 /// Points to a memslot.  While the value is in the bindings of a
 /// guest_memfd, the slot is live: KVM unbinds a slot, under the
-/// guest_memfd's invalidate lock, before freeing it.
+/// guest_memfd's invalidate lock and the bindings lock
+/// ([`BindingsLockGuard`]), before freeing it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BoundSlot(UnownedPtr<Memslot>);
 
@@ -491,11 +533,12 @@ impl BoundSlot {
     /// # Safety
     ///
     /// The entry was read from the bindings of a guest_memfd whose
-    /// invalidate lock the caller holds for the lifetime `'a`.
+    /// invalidate lock, or the bindings lock, the caller holds for the
+    /// lifetime `'a`.
     pub(crate) unsafe fn get<'a>(self) -> &'a Memslot {
         // SAFETY: by the type invariant the slot is live while it is in
-        // the bindings, which cannot change under the lock the caller
-        // holds.
+        // the bindings, which change only under both locks, one of which
+        // the caller holds.
         unsafe { self.0.as_non_null().as_ref() }
     }
 }

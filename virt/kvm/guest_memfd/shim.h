@@ -24,6 +24,8 @@ void kvm_gmem_shim_put_kvm(struct kvm *kvm);
 void kvm_gmem_shim_slots_lock(struct kvm *kvm);
 void kvm_gmem_shim_slots_unlock(struct kvm *kvm);
 void kvm_gmem_shim_assert_slots_locked(struct kvm *kvm);
+void kvm_gmem_shim_bindings_lock(void);
+void kvm_gmem_shim_bindings_unlock(void);
 
 /* Memslot fields. */
 u64 kvm_gmem_shim_slot_base_gfn(const struct kvm_memory_slot *slot);
