@@ -3,11 +3,11 @@
 //! Binding memslots to guest_memfd ranges (`KVM_SET_USER_MEMORY_REGION2`
 //! with `KVM_MEM_GUEST_MEMFD`) and unbinding them when the slot goes away.
 
-use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*};
+use kernel::{alloc::flags::GFP_KERNEL, fs::file::LocalFile, prelude::*, warn_on};
 
 use crate::{
     gmem_file::{GmemFile, Operations},
-    kvm::{BoundSlot, Kvm, Memslot},
+    kvm::{BindingsLockGuard, BoundSlot, Kvm, Memslot},
     range,
 };
 
@@ -31,7 +31,9 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
     }
 
     // The slot is new and not yet visible to vCPUs, so the fault path cannot
-    // see it half bound.
+    // see it half bound.  Memory errors walk the bindings under the
+    // bindings lock alone, so they change under it too.
+    let _bindings = BindingsLockGuard::lock();
     slot.set_binding(&file, start as u64);
     if let Err(e) =
         gmem.bindings
@@ -48,7 +50,8 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
 }
 
 /// Removes `slot`'s range from `gmem`'s bindings and clears its file.
-fn remove(gmem: &GmemFile, slot: &Memslot) {
+/// The caller holds the mapping's invalidate lock and the bindings lock.
+fn remove(gmem: &GmemFile, slot: &Memslot, _bindings: &BindingsLockGuard) {
     let start = slot.pgoff() as usize;
     let end = start + slot.npages() as usize;
     // Erasing frees memory, it does not need any.
@@ -61,7 +64,12 @@ fn remove(gmem: &GmemFile, slot: &Memslot) {
 /// Unbinds a memslot that KVM is deleting.
 ///
 /// Copes with a file that is already released (its release cleared the
-/// slot's file pointer) and with one being released right now.
+/// slot's file pointer) and with one being released right now: its last
+/// reference is gone, and its release waits for the slots lock, which our
+/// caller holds, before it takes the locks below and frees its state.  The
+/// bindings change under the same locks in both cases, so that a memory
+/// error, which walks them under the bindings lock, or a punch, under the
+/// invalidate lock, never sees them change between its begin and its end.
 ///
 /// # Safety
 ///
@@ -70,26 +78,30 @@ pub(crate) unsafe fn unbind(slot: &Memslot) {
     if !slot.is_bound() {
         return;
     }
-    match slot.gmem_file() {
-        Some(file) => {
-            // SAFETY: the slot is bound to `file`, a guest_memfd, and we
-            // hold a reference on it.
-            let gmem = unsafe { GmemFile::of_gmem_file(&file) };
-            let _lock = file.mapping().invalidate_lock();
-            remove(gmem, slot);
-        }
+    // A reference on the file while it is live; it keeps the mapping.
+    let file = slot.gmem_file();
+    let mapping = match &file {
+        Some(file) => file.mapping(),
+        // The file is being released: reach its mapping without pretending
+        // to hold a reference on it.
+        // SAFETY: our caller holds the slots lock for the rest of this call.
+        None => match unsafe { slot.file_mapping() } {
+            Some(mapping) => mapping,
+            None => return,
+        },
+    };
+    let _lock = mapping.invalidate_lock();
+    let bindings = BindingsLockGuard::lock();
+    // SAFETY: the private data of a guest_memfd mapping is null or its
+    // `GmemFile`, which its release clears under the bindings lock, held
+    // here, before freeing it.  The release has not run: it waits for the
+    // slots lock.
+    let gmem = unsafe { mapping.private_data::<GmemFile>() };
+    match gmem {
+        Some(gmem) => remove(gmem, slot, &bindings),
+        // Not reached: the slot is bound and the release has not run.
         None => {
-            // The file is being closed: its release waits for slots_lock,
-            // which our caller holds, before it clears the bindings and
-            // frees its state, so both are still here.
-            // SAFETY: our caller holds the slots lock, and we use the
-            // file only in this call.
-            if let Some(file) = unsafe { slot.released_file() } {
-                // SAFETY: the slot is bound to `file`, a guest_memfd whose
-                // release waits for the slots lock before it takes its
-                // state back.
-                remove(unsafe { GmemFile::of_gmem_file(file) }, slot);
-            }
+            warn_on!(true);
         }
     }
 }

@@ -25,7 +25,7 @@ use kernel::{
 };
 
 use crate::{
-    kvm::{BoundSlot, Kvm},
+    kvm::{BindingsLockGuard, BoundSlot, Kvm},
     range::{self, Fallocate},
 };
 
@@ -51,8 +51,9 @@ pub(crate) struct Operations {
 /// # Invariants
 ///
 /// Every memslot in `bindings` is live and bound to this file (see
-/// [`BoundSlot`]); `bindings` only changes under the mapping's invalidate
-/// lock held for writing.
+/// [`BoundSlot`]); `bindings` only changes under both the mapping's
+/// invalidate lock held for writing and the bindings lock
+/// ([`BindingsLockGuard`]), so that holding either keeps it still.
 #[pin_data]
 pub(crate) struct GmemFile {
     /// The memslots bound to this file, indexed by file page.
@@ -141,7 +142,8 @@ impl GmemFile {
             inode.init_size(size);
             mapping.set_operations(ops.mapping);
             // The file owns its state until its release, which clears
-            // this pointer under the invalidate lock first.
+            // this pointer under the bindings lock first.  Nobody reads
+            // it yet: the file has no pages.
             mapping.set_private_data(Some(Self::of_gmem_file(&file)));
         }
         mapping.set_gfp_mask(GFP_HIGHUSER);
@@ -156,14 +158,15 @@ impl GmemFile {
 
     /// Zaps the guest's private mappings of file pages `[start, end)` in
     /// every bound memslot and starts an MMU invalidation, which
-    /// [`Self::invalidate_end`] ends.  The caller holds the invalidate lock.
+    /// [`Self::invalidate_end`] ends.  The caller holds the invalidate lock
+    /// or the bindings lock until then, so that both see the same bindings.
     pub(crate) fn invalidate_begin(&self, start: usize, end: usize) {
         let mut mmu = None;
         let mut flush = false;
 
         for (_, slot) in self.bindings.iter_range(start, end - 1) {
             // SAFETY: the slot is in the bindings, and the caller holds
-            // the invalidate lock.
+            // the invalidate lock or the bindings lock.
             let slot = unsafe { slot.get() };
             let (first, last) =
                 range::slot_gfn_range(slot.base_gfn(), slot.pgoff(), slot.npages(), start, end);
@@ -244,14 +247,20 @@ impl GmemFile {
     /// later fault on it gets `EHWPOISON`; what to do about it is
     /// userspace's decision.
     ///
+    /// Unlike C, this does not take the invalidate lock: memory-failure
+    /// handling calls us with `folio` locked, and a punch holds the
+    /// invalidate lock while it waits for the locks of the folios it
+    /// truncates.  The bindings lock, which punches do not take, keeps the
+    /// bindings still between begin and end instead.
+    ///
     /// # Safety
     ///
     /// `mapping` is the mapping of a guest_memfd.
     pub(crate) unsafe fn memory_failure(mapping: &Mapping, folio: &Folio) {
-        let _lock = mapping.invalidate_lock_shared();
+        let _bindings = BindingsLockGuard::lock();
         // SAFETY: the private data of a guest_memfd mapping (the caller
         // guarantees it is one) is null or its `GmemFile`, which the
-        // release clears under the invalidate lock, held here, before
+        // release clears under the bindings lock, held here, before
         // freeing it.
         if let Some(gmem) = unsafe { mapping.private_data::<GmemFile>() } {
             let start = folio.index();
@@ -269,7 +278,8 @@ impl GmemFile {
         {
             // Keeps memslot updates from freeing a bound slot under us;
             // unbind cannot get the file any more (its count is zero) and
-            // relies on this lock to find the bindings intact.
+            // relies on this lock to find the file, its mapping and the
+            // state intact; it then takes the two locks below, as we do.
             let _slots = self.kvm.slots_lock();
             let _lock = mapping.invalidate_lock();
 
@@ -280,8 +290,12 @@ impl GmemFile {
             }
             self.invalidate_begin(0, usize::MAX);
             self.invalidate_end(0, usize::MAX);
-            // SAFETY: readers of the private data hold the invalidate
-            // lock, which we hold for writing.
+            // Memory errors find the state through the mapping, under the
+            // bindings lock alone; once the pointer is cleared under it,
+            // none can be using the state.
+            let _bindings = BindingsLockGuard::lock();
+            // SAFETY: readers of the private data hold the bindings lock,
+            // which we hold.
             unsafe { mapping.set_private_data::<GmemFile>(None) };
         }
         // Dropping destroys the bindings, then puts the VM.

@@ -19,6 +19,7 @@ use kernel::xarray::{multi::XaValue, XArray};
 use kernel::{
     bindings,
     error::to_result,
+    filemap::Mapping,
     fs::file::{File, LocalFile},
     page::PAGE_SIZE,
     prelude::*,
@@ -218,6 +219,46 @@ impl Drop for SlotsLockGuard<'_> {
     }
 }
 
+/// The lock that every guest_memfd's bindings change under, in addition
+/// to the file's invalidate lock, and that memory errors read them under
+/// instead of the invalidate lock.  One mutex for all guest_memfds: it also
+/// keeps a guest_memfd's state from going away while a memory error finds
+/// it through the mapping, which outlives that state.
+///
+/// It nests inside the invalidate lock and outside `kvm->mmu_lock`, and is
+/// taken with a folio locked by memory-failure handling; nothing takes a
+/// folio lock while holding it.
+///
+/// # Invariants
+///
+/// The current task holds the lock, and the guard is responsible for
+/// releasing it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub(crate) struct BindingsLockGuard {
+    /// A mutex is released by the task that took it.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl BindingsLockGuard {
+    /// Takes the bindings lock.
+    pub(crate) fn lock() -> Self {
+        // SAFETY: the lock is a static mutex of the shim, taken in process
+        // context.
+        unsafe { bindings::kvm_gmem_shim_bindings_lock() };
+        // INVARIANT: the lock was just taken, by this task.
+        Self {
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for BindingsLockGuard {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold the lock.
+        unsafe { bindings::kvm_gmem_shim_bindings_unlock() };
+    }
+}
+
 /// `kvm->mmu_lock`, held for writing.
 ///
 /// # Invariants
@@ -276,8 +317,9 @@ impl Drop for MmuLockGuard<'_> {
 ///
 /// A `&Memslot` only exists while the slot is live: the borrow is tied to
 /// what keeps it so (the slots lock, the memslots SRCU read lock of the KVM
-/// caller of an entry point, or the invalidate lock of a guest_memfd whose
-/// bindings hold it: KVM unbinds a slot before freeing it).  Its
+/// caller of an entry point, or the invalidate lock or the bindings lock
+/// of a guest_memfd whose bindings hold it: KVM unbinds a slot before
+/// freeing it).  Its
 /// `gmem.file` is null or a guest_memfd file that [`Memslot::set_binding`]
 /// stored, which the file's release clears before the file is freed.
 #[repr(transparent)]
@@ -356,24 +398,27 @@ impl Memslot {
         )
     }
 
-    /// The guest_memfd file of the slot whose last reference is gone but
-    /// whose release has not run yet, if that is the state of the slot's
-    /// file.
+    /// The mapping of the slot's guest_memfd file, reached through the
+    /// slot's file pointer without a reference on the file: for a file
+    /// whose last reference is gone and whose release has not run yet.
+    ///
+    /// Only the mapping is handed out, never the file: its count may be
+    /// zero, and a `&File` or `&LocalFile` promises a reference.
     ///
     /// # Safety
     ///
-    /// The caller holds the VM's slots lock, which the release of a
-    /// guest_memfd takes before it clears the slot's file pointer and
-    /// frees its state, and does not use the returned file after it drops
-    /// the lock.  (The file's count may be zero: only its private data and
-    /// mapping may be used.)
-    pub(crate) unsafe fn released_file(&self) -> Option<&LocalFile> {
-        // SAFETY: the slot is live (type invariant).
-        let file = unsafe { bindings::kvm_gmem_shim_slot_file(self.as_ptr()) };
-        // SAFETY: a non-null pointer is a guest_memfd file whose memory and
-        // state stay valid until its release, which waits for the slots
-        // lock the caller holds.
-        (!file.is_null()).then(|| unsafe { LocalFile::from_raw_file(file) })
+    /// The caller holds the VM's slots lock for the lifetime `'a`.  The
+    /// release of a guest_memfd takes that lock before it clears the
+    /// slot's file pointer, and the VFS frees the file and lets its inode
+    /// go only after the release.
+    pub(crate) unsafe fn file_mapping<'a>(&self) -> Option<&'a Mapping> {
+        // SAFETY: the slot is live (type invariant); a non-null file
+        // pointer is a guest_memfd file, valid until its release.
+        let mapping = unsafe { bindings::kvm_gmem_shim_slot_file_mapping(self.as_ptr()) };
+        // SAFETY: the file's release cannot run while the caller holds the
+        // slots lock, so the file, its inode and the inode's mapping stay
+        // valid for `'a`.
+        (!mapping.is_null()).then(|| unsafe { Mapping::from_raw(mapping) })
     }
 
     /// Records that the new slot is bound to `file` from file page `pgoff`.
@@ -476,8 +521,8 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
 ///
 /// Points to a memslot.  While the value is in the bindings of a
 /// guest_memfd, the slot is live: KVM unbinds a slot, under the
-/// guest_memfd's invalidate lock (or under the slots lock, against the
-/// file's release), before freeing it.
+/// guest_memfd's invalidate lock and the bindings lock
+/// ([`BindingsLockGuard`]), before freeing it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BoundSlot(UnownedPtr<Memslot>);
 
@@ -497,12 +542,12 @@ impl BoundSlot {
     /// # Safety
     ///
     /// The entry was read from the bindings of a guest_memfd whose
-    /// invalidate lock (or, against the file's release, the VM's slots
-    /// lock) the caller holds for the lifetime `'a`.
+    /// invalidate lock, or the bindings lock, the caller holds for the
+    /// lifetime `'a`.
     pub(crate) unsafe fn get<'a>(self) -> &'a Memslot {
         // SAFETY: by the type invariant the slot is live while it is in
-        // the bindings, which cannot change under the lock the caller
-        // holds.
+        // the bindings, which change only under both locks, one of which
+        // the caller holds.
         unsafe { self.0.as_non_null().as_ref() }
     }
 }

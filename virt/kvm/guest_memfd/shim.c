@@ -37,6 +37,24 @@ void kvm_gmem_shim_assert_slots_locked(struct kvm *kvm)
 	lockdep_assert_held(&kvm->slots_lock);
 }
 
+/*
+ * The lock of the bindings of every guest_memfd against memory errors: see
+ * "Locking" in Documentation/virt/kvm/guest-memfd-rust.rst.  It lives here,
+ * not in the guest_memfd's state, because it also guards that state's
+ * lifetime as seen from the mapping.
+ */
+static DEFINE_MUTEX(kvm_gmem_bindings_mutex);
+
+void kvm_gmem_shim_bindings_lock(void)
+{
+	mutex_lock(&kvm_gmem_bindings_mutex);
+}
+
+void kvm_gmem_shim_bindings_unlock(void)
+{
+	mutex_unlock(&kvm_gmem_bindings_mutex);
+}
+
 u64 kvm_gmem_shim_slot_base_gfn(const struct kvm_memory_slot *slot)
 {
 	return slot->base_gfn;
@@ -55,6 +73,13 @@ unsigned long kvm_gmem_shim_slot_pgoff(const struct kvm_memory_slot *slot)
 struct file *kvm_gmem_shim_slot_file(const struct kvm_memory_slot *slot)
 {
 	return READ_ONCE(slot->gmem.file);
+}
+
+struct address_space *kvm_gmem_shim_slot_file_mapping(const struct kvm_memory_slot *slot)
+{
+	struct file *file = READ_ONCE(slot->gmem.file);
+
+	return file ? file->f_mapping : NULL;
 }
 
 struct file **kvm_gmem_shim_slot_file_slot(struct kvm_memory_slot *slot)

@@ -12,6 +12,7 @@
 #include <linux/types.h>
 #include <linux/kvm_types.h>
 
+struct address_space;
 struct file;
 struct kvm;
 struct kvm_memory_slot;
@@ -23,12 +24,15 @@ void kvm_gmem_shim_put_kvm(struct kvm *kvm);
 void kvm_gmem_shim_slots_lock(struct kvm *kvm);
 void kvm_gmem_shim_slots_unlock(struct kvm *kvm);
 void kvm_gmem_shim_assert_slots_locked(struct kvm *kvm);
+void kvm_gmem_shim_bindings_lock(void);
+void kvm_gmem_shim_bindings_unlock(void);
 
 /* Memslot fields. */
 u64 kvm_gmem_shim_slot_base_gfn(const struct kvm_memory_slot *slot);
 unsigned long kvm_gmem_shim_slot_npages(const struct kvm_memory_slot *slot);
 unsigned long kvm_gmem_shim_slot_pgoff(const struct kvm_memory_slot *slot);
 struct file *kvm_gmem_shim_slot_file(const struct kvm_memory_slot *slot);
+struct address_space *kvm_gmem_shim_slot_file_mapping(const struct kvm_memory_slot *slot);
 struct file **kvm_gmem_shim_slot_file_slot(struct kvm_memory_slot *slot);
 void kvm_gmem_shim_slot_set_binding(struct kvm_memory_slot *slot,
 				    struct file *file, unsigned long pgoff);
