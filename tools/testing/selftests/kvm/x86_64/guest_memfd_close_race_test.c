@@ -115,22 +115,6 @@ static void guest_code(uint64_t gpa, uint64_t size)
 	}
 }
 
-/* Not cpu_relax(): under TCG, PAUSE leaves the translated code. */
-static void busy_delay(unsigned long loops)
-{
-	while (loops--)
-		asm volatile("" ::: "memory");
-}
-
-static void calibrate_delay(void)
-{
-	const unsigned long loops = 1 << 20;
-	uint64_t start = rdtsc();
-
-	busy_delay(loops);
-	balance.loops_per_cycle = (double)loops / (rdtsc() - start + 1);
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -194,7 +178,7 @@ static void *racer_fn(void *arg)
 		if (READ_ONCE(race.quit))
 			return NULL;
 
-		busy_delay(race.delay);
+		gmem_busy_delay(race.delay);
 		race.start = rdtsc();
 		race.err = set_slot(race.op == OP_DELETE ? 0 : DATA_SIZE,
 				    race.gmem_fd);
@@ -290,7 +274,7 @@ static int race_close(enum race_op op, int fd, unsigned int *seed,
 	race.delay = delay < 0 ? -delay : 0;
 	__atomic_store_n(&race.go, seq, __ATOMIC_RELEASE);
 
-	busy_delay(delay > 0 ? delay : 0);
+	gmem_busy_delay(delay > 0 ? delay : 0);
 	start = rdtsc();
 	r = close(fd);
 	end = rdtsc();
@@ -447,7 +431,7 @@ int main(int argc, char *argv[])
 	virt_map(vm, DATA_GPA, DATA_GPA, DATA_NPAGES);
 	vcpu_args_set(vcpu, 2, DATA_GPA, DATA_SIZE);
 
-	calibrate_delay();
+	balance.loops_per_cycle = gmem_busy_loops_per_cycle();
 	calibrate_null_syscall();
 	ksft_print_msg("a null syscall takes %lu TSC cycles\n",
 		       balance.null_syscall);

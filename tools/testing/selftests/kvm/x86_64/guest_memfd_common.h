@@ -9,11 +9,15 @@
 #define SELFTEST_KVM_GUEST_MEMFD_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kvm_util.h"
+#include "processor.h"
 #include "test_util.h"
 #include "ucall_common.h"
 
@@ -177,6 +181,62 @@ static inline void __noreturn gmem_usage_exit(int opt, const char *name,
 {
 	usage(name);
 	exit(opt == 'h' ? KSFT_PASS : KSFT_FAIL);
+}
+
+/*
+ * Memory-error injection through debugfs (CONFIG_HWPOISON_INJECT): writing
+ * a pfn to corrupt-pfn poisons it, and the corrupt-filter-* files restrict
+ * that to the page cache of one device.
+ */
+#define HWPOISON_DIR		"/sys/kernel/debug/hwpoison"
+#define CORRUPT_PFN		HWPOISON_DIR "/corrupt-pfn"
+#define FILTER_ENABLE		HWPOISON_DIR "/corrupt-filter-enable"
+#define FILTER_DEV_MAJOR	HWPOISON_DIR "/corrupt-filter-dev-major"
+#define FILTER_DEV_MINOR	HWPOISON_DIR "/corrupt-filter-dev-minor"
+/* What the filter files hold when they filter nothing. */
+#define FILTER_DEV_ANY		0xffffffffu
+
+/* Writes @val in decimal to the file @path; 0 or a negative errno. */
+static inline int gmem_write_u64(const char *path, uint64_t val)
+{
+	char buf[32];
+	int fd, len, r;
+
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	len = snprintf(buf, sizeof(buf), "%lu\n", val);
+	r = write(fd, buf, len) == len ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
+/* Back to the defaults: no filtering, corrupt-pfn disarmed for us. */
+static inline void gmem_hwpoison_reset_filter(void)
+{
+	gmem_write_u64(FILTER_ENABLE, 0);
+	gmem_write_u64(FILTER_DEV_MAJOR, FILTER_DEV_ANY);
+	gmem_write_u64(FILTER_DEV_MINOR, FILTER_DEV_ANY);
+}
+
+/*
+ * A busy loop of @loops iterations, to delay one side of a race.  Not
+ * cpu_relax(): under TCG, PAUSE leaves the translated code.
+ */
+static inline void gmem_busy_delay(unsigned long loops)
+{
+	while (loops--)
+		asm volatile("" ::: "memory");
+}
+
+/* How many gmem_busy_delay() iterations run per TSC cycle. */
+static inline double gmem_busy_loops_per_cycle(void)
+{
+	const unsigned long loops = 1 << 20;
+	uint64_t start = rdtsc();
+
+	gmem_busy_delay(loops);
+	return (double)loops / (rdtsc() - start + 1);
 }
 
 #endif /* SELFTEST_KVM_GUEST_MEMFD_COMMON_H */

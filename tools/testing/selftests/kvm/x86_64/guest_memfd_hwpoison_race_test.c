@@ -55,13 +55,6 @@
 #include "test_util.h"
 #include "guest_memfd_common.h"
 
-#define HWPOISON_DIR		"/sys/kernel/debug/hwpoison"
-#define CORRUPT_PFN		HWPOISON_DIR "/corrupt-pfn"
-#define FILTER_ENABLE		HWPOISON_DIR "/corrupt-filter-enable"
-#define FILTER_DEV_MAJOR	HWPOISON_DIR "/corrupt-filter-dev-major"
-#define FILTER_DEV_MINOR	HWPOISON_DIR "/corrupt-filter-dev-minor"
-#define FILTER_DEV_ANY		0xffffffffu
-
 #define DATA_SLOT		10
 #define DATA_GPA		(1ull << 32)
 
@@ -107,32 +100,11 @@ static struct {
 static struct kvm_vm *vm;
 static void *data_hva;
 
-static int write_u64(const char *path, uint64_t val)
-{
-	char buf[32];
-	int fd, len, r;
-
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	len = snprintf(buf, sizeof(buf), "%lu\n", val);
-	r = write(fd, buf, len) == len ? 0 : -errno;
-	close(fd);
-	return r;
-}
-
 static void set_u64(const char *path, uint64_t val)
 {
-	int r = write_u64(path, val);
+	int r = gmem_write_u64(path, val);
 
 	TEST_ASSERT(!r, "write %lu to %s: %s", val, path, strerror(-r));
-}
-
-static void reset_filter(void)
-{
-	write_u64(FILTER_ENABLE, 0);
-	write_u64(FILTER_DEV_MAJOR, FILTER_DEV_ANY);
-	write_u64(FILTER_DEV_MINOR, FILTER_DEV_ANY);
 }
 
 /* Poison only page-cache pages of the superblock of guest_memfd @fd. */
@@ -142,7 +114,7 @@ static void setup_filter(int fd)
 
 	TEST_ASSERT(!fstat(fd, &st), "fstat(guest_memfd) failed: %s",
 		    strerror(errno));
-	atexit(reset_filter);
+	atexit(gmem_hwpoison_reset_filter);
 	set_u64(FILTER_ENABLE, 0);
 	set_u64(FILTER_DEV_MAJOR, major(st.st_dev));
 	set_u64(FILTER_DEV_MINOR, minor(st.st_dev));
@@ -416,22 +388,6 @@ static struct {
 	double window;		/* duration of the two operations */
 } balance;
 
-/* Not cpu_relax(): under TCG, PAUSE leaves the translated code. */
-static void busy_delay(unsigned long loops)
-{
-	while (loops--)
-		asm volatile("" ::: "memory");
-}
-
-static void calibrate_delay(void)
-{
-	const unsigned long loops = 1 << 20;
-	uint64_t start = rdtsc();
-
-	busy_delay(loops);
-	balance.loops_per_cycle = (double)loops / (rdtsc() - start + 1);
-}
-
 static void *racer_fn(void *arg)
 {
 	uint32_t seen = 0, seq;
@@ -449,7 +405,7 @@ static void *racer_fn(void *arg)
 		seen = seq;
 		if (READ_ONCE(racer.quit))
 			return NULL;
-		busy_delay(racer.delay);
+		gmem_busy_delay(racer.delay);
 		racer.start = rdtsc();
 		err = set_slot(0, -1);
 		racer.end = rdtsc();
@@ -475,7 +431,7 @@ static bool race_close_delete(int fd, unsigned int *seed, struct watchdog *w)
 	racer.delay = delay < 0 ? -delay : 0;
 	__atomic_store_n(&racer.go, seq, __ATOMIC_RELEASE);
 
-	busy_delay(delay > 0 ? delay : 0);
+	gmem_busy_delay(delay > 0 ? delay : 0);
 	start = rdtsc();
 	TEST_ASSERT(!close(fd), "close(guest_memfd) failed: %s", strerror(errno));
 	end = rdtsc();
@@ -509,7 +465,7 @@ static void race_close(struct kvm_vcpu *vcpu, int seconds, uint64_t max_hits)
 	virt_map(vm, DATA_GPA, DATA_GPA, CLOSE_NPAGES);
 	vcpu_args_set(vcpu, 2, DATA_GPA, CLOSE_SIZE);
 
-	calibrate_delay();
+	balance.loops_per_cycle = gmem_busy_loops_per_cycle();
 	pthread_create(&vcpu_thread, NULL, vcpu_fn, vcpu);
 	pthread_create(&racer_thread, NULL, racer_fn, NULL);
 
@@ -644,7 +600,7 @@ int main(int argc, char *argv[])
 	pthread_join(t, NULL);
 	ksft_print_msg("%lu corrupt-pfn writes, %lu hits, %lu on pages already poisoned or gone\n",
 		       poisoner.writes, poisoner.hits, poisoner.again);
-	reset_filter();
+	gmem_hwpoison_reset_filter();
 	kvm_vm_free(vm);
 	ksft_finished();
 }

@@ -39,14 +39,6 @@
 #include "test_util.h"
 #include "guest_memfd_common.h"
 
-#define HWPOISON_DIR		"/sys/kernel/debug/hwpoison"
-#define CORRUPT_PFN		HWPOISON_DIR "/corrupt-pfn"
-#define FILTER_ENABLE		HWPOISON_DIR "/corrupt-filter-enable"
-#define FILTER_DEV_MAJOR	HWPOISON_DIR "/corrupt-filter-dev-major"
-#define FILTER_DEV_MINOR	HWPOISON_DIR "/corrupt-filter-dev-minor"
-/* hwpoison_filter_dev_{major,minor} when no device is filtered on. */
-#define FILTER_DEV_ANY		0xffffffffu
-
 #define GMEM_SLOT		10
 #define GMEM_GPA		(1ull << 32)
 #define NR_PAGES		4
@@ -181,20 +173,6 @@ static void gmem_fallocate(int fd, int mode, int page)
 		    page, strerror(errno));
 }
 
-static int write_u64(const char *path, uint64_t val)
-{
-	char buf[32];
-	int fd, len, r;
-
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	len = snprintf(buf, sizeof(buf), "%lu\n", val);
-	r = write(fd, buf, len) == len ? 0 : -errno;
-	close(fd);
-	return r;
-}
-
 static uint64_t read_u64(const char *path)
 {
 	uint64_t val;
@@ -209,18 +187,10 @@ static uint64_t read_u64(const char *path)
 
 static void set_u64(const char *path, uint64_t val)
 {
-	int r = write_u64(path, val);
+	int r = gmem_write_u64(path, val);
 
 	TEST_ASSERT(!r, "write %lu to %s: %s", val, path, strerror(-r));
 	TEST_ASSERT_EQ(read_u64(path), val);
-}
-
-/* Back to the defaults: no filtering, corrupt-pfn disarmed for us. */
-static void reset_filter(void)
-{
-	write_u64(FILTER_ENABLE, 0);
-	write_u64(FILTER_DEV_MAJOR, FILTER_DEV_ANY);
-	write_u64(FILTER_DEV_MINOR, FILTER_DEV_ANY);
 }
 
 /* HardwareCorrupted from /proc/meminfo, in kB. */
@@ -370,7 +340,7 @@ int main(int argc, char *argv[])
 	/* Only page-cache pages of the guest_memfd's superblock. */
 	TEST_ASSERT(!fstat(fd, &st), "fstat(guest_memfd) failed: %s",
 		    strerror(errno));
-	atexit(reset_filter);
+	atexit(gmem_hwpoison_reset_filter);
 	set_u64(FILTER_ENABLE, 0);
 	set_u64(FILTER_DEV_MAJOR, major(st.st_dev));
 	set_u64(FILTER_DEV_MINOR, minor(st.st_dev));
@@ -466,7 +436,7 @@ int main(int argc, char *argv[])
 	ksft_test_result_pass("fallocate(PUNCH_HOLE) over page %d: 0; the guest reads zeros, then writes and reads back\n",
 			      poisoned);
 
-	reset_filter();
+	gmem_hwpoison_reset_filter();
 	TEST_ASSERT_EQ(read_u64(FILTER_ENABLE), 0);
 
 	kvm_vm_free(vm);
