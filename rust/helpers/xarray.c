@@ -115,3 +115,13 @@ bool rust_helper_xas_invalid(const struct xa_state *xas)
 {
 	return xas_invalid(xas);
 }
+
+bool rust_helper_xa_is_sibling(const void *entry)
+{
+	return xa_is_sibling(entry);
+}
+
+unsigned long rust_helper_xa_to_sibling(const void *entry)
+{
+	return xa_to_sibling(entry);
+}

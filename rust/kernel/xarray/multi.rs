@@ -33,9 +33,12 @@ use crate::{
     ffi::c_void,
     types::ForeignOwnable,
 };
-#[cfg(CONFIG_XARRAY_MULTI)]
-use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
+#[cfg(CONFIG_XARRAY_MULTI)]
+use core::{
+    cell::{Cell, UnsafeCell},
+    marker::PhantomData,
+};
 
 /// A [`ForeignOwnable`] type whose values an [`XArray`] may hold at several indices at once.
 ///
@@ -548,6 +551,12 @@ impl<T: CopyEntry> Iterator for RangeIter<'_, T> {
     }
 }
 
+/// The number of index bits each level of the tree resolves (`XA_CHUNK_SHIFT`): an entry of order
+/// `k * LEVEL_SHIFT` takes one slot of a node, and storing it over smaller entries frees the nodes
+/// below that slot.
+#[cfg(CONFIG_XARRAY_MULTI)]
+pub const LEVEL_SHIFT: u32 = bindings::XA_CHUNK_SHIFT;
+
 /// Returns `2^order - 1`, the offset of the last index of an entry of order `order`.
 #[cfg(CONFIG_XARRAY_MULTI)]
 fn order_mask(order: u32) -> usize {
@@ -602,6 +611,109 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
         // SAFETY: the state is one of the array, which is alive for `'a` (type invariant); the
         // caller holds a lock that keeps its nodes alive.
         unsafe { bindings::xas_load(&mut self.xas) }
+    }
+
+    /// Returns the lowest of the node the state was walked to last and its ancestors that spans
+    /// `index`, with its shift; `None` if the state is not at a node, if a node on the way is no
+    /// longer in the array, or if even the top node does not span `index`.
+    ///
+    /// # Safety
+    ///
+    /// The RCU read lock (or the array's lock) must be held, and must have been held since the
+    /// state was last walked.
+    unsafe fn spanning(&self, index: usize) -> Option<(*mut bindings::xa_node, u32)> {
+        // SAFETY: the caller holds the lock under which the state was walked.
+        let mut shift = unsafe { self.node_shift() }?;
+        let mut node = self.xas.xa_node;
+        loop {
+            // SAFETY: `node` is a node of the array or was one, and the lock keeps its memory
+            // valid. A node removed from the array has `array` set to `XA_RCU_FREE`.
+            if unsafe { (*node).array } != self.xas.xa {
+                return None;
+            }
+            let bits = shift + bindings::XA_CHUNK_SHIFT;
+            // The node and its ancestors span the last index walked to.
+            if bits >= usize::BITS || index >> bits == self.xas.xa_index >> bits {
+                return Some((node, shift));
+            }
+            // SAFETY: as above; the parent pointer is read once, as `rcu_dereference()` does.
+            let parent = unsafe { ptr::read_volatile(ptr::addr_of!((*node).parent)) };
+            if parent.is_null() {
+                return None;
+            }
+            node = parent;
+            // SAFETY: `node` is the parent of a node of the array, kept alive by the lock.
+            shift = u32::from(unsafe { (*node).shift });
+        }
+    }
+
+    /// Returns whether the array has the node of shift `shift` that spans `index`, as far as the
+    /// ancestors of the node the state was walked to last tell; `None` if they do not.
+    ///
+    /// # Safety
+    ///
+    /// As for [`XaState::spanning`].
+    unsafe fn has_node(&self, index: usize, shift: u32) -> Option<bool> {
+        // SAFETY: as the caller guarantees.
+        let (mut node, mut at) = unsafe { self.spanning(index) }?;
+        while at < shift {
+            // SAFETY: `node` is a node of the array (checked by `spanning` or its child's
+            // parent), kept alive by the lock; the pointer is read once.
+            node = unsafe { ptr::read_volatile(ptr::addr_of!((*node).parent)) };
+            if node.is_null() {
+                return None;
+            }
+            // SAFETY: as above.
+            at = u32::from(unsafe { (*node).shift });
+        }
+        // Below `at`, only a walk tells.
+        (at == shift).then_some(true)
+    }
+
+    /// Loads the entry at `index` starting from the lowest node on the path of the last walk that
+    /// spans `index` (as `xas_next()` and `xas_prev()` do for the neighbouring indices); returns
+    /// `None` if there is none, and the caller walks from the root. The state must be of order
+    /// 0.
+    ///
+    /// # Safety
+    ///
+    /// The RCU read lock (or the array's lock) must be held, and must have been held since the
+    /// state was last walked.
+    unsafe fn load_near(&mut self, index: usize) -> Option<*mut c_void> {
+        // SAFETY: as the caller guarantees.
+        let (node, shift) = unsafe { self.spanning(index) }?;
+        let slot = |offset: usize| {
+            // SAFETY: `node` is a node of the array kept alive by the lock (checked by
+            // `spanning`), and `offset < XA_CHUNK_SIZE`. The slot is read once, as
+            // `rcu_dereference()` does.
+            unsafe { ptr::read_volatile(ptr::addr_of!((*node).slots[offset])) }
+        };
+        let mut offset = (index >> shift) & order_mask(bindings::XA_CHUNK_SHIFT);
+        let mut entry = slot(offset);
+        // SAFETY: `xa_is_sibling` only looks at the bits of the word.
+        if unsafe { bindings::xa_is_sibling(entry) } {
+            // SAFETY: `xa_to_sibling` only decodes the word: a slot offset.
+            offset = unsafe { bindings::xa_to_sibling(entry) } as usize;
+            entry = slot(offset);
+            // SAFETY: `xa_is_node` only looks at the bits of the word.
+            if shift > 0 && unsafe { bindings::xa_is_node(entry) } {
+                // Changed under us (`xas_descend()` retries too).
+                return None;
+            }
+        }
+        // The state moves to `index`, in `node`, as a walk from the root would have left it.
+        self.xas.xa_node = node;
+        self.xas.xa_index = index;
+        // `offset < XA_CHUNK_SIZE`, which fits in the field.
+        self.xas.xa_offset = offset as u8;
+        // SAFETY: `xa_is_node` only looks at the bits of the word.
+        if unsafe { bindings::xa_is_node(entry) } {
+            // Smaller entries below: `xas_load()` goes on from this node (`xas_reload()` reads
+            // the same slot), descending as a walk from the root would.
+            // SAFETY: the state is at a node of the array; the lock is held.
+            return Some(unsafe { self.load() });
+        }
+        Some(entry)
     }
 
     /// Returns the order of the entry [`XaState::load`] found (`xas_get_order`).
@@ -684,9 +796,9 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// # Safety
     ///
     /// `entry` must be an entry of the array, and `T` a [`CopyEntry`] type.
-    unsafe fn split_alloc(&mut self, entry: *mut c_void, order: u32, gfp: Flags) {
+    unsafe fn split_alloc(&mut self, entry: *mut c_void, order: u32, gfp: bindings::gfp_t) {
         // SAFETY: as the caller guarantees; the new nodes are filled with copies of `entry`.
-        unsafe { bindings::xas_split_alloc(&mut self.xas, entry, order, gfp.as_raw()) };
+        unsafe { bindings::xas_split_alloc(&mut self.xas, entry, order, gfp) };
     }
 
     /// Splits `entry` of order `order` down to the order of the state (`xas_split`).
@@ -694,8 +806,8 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// # Safety
     ///
     /// The array's lock must be held, `entry` of order `order` must be the entry at the state,
-    /// [`XaState::split_alloc`] must have allocated the nodes for it, and `T` must be a
-    /// [`CopyEntry`] type.
+    /// [`XaState::split_alloc`] must have allocated the nodes for it (none if the entries of the
+    /// state's order are in the entry's node), and `T` must be a [`CopyEntry`] type.
     unsafe fn split(&mut self, entry: *mut c_void, order: u32) {
         // SAFETY: as the caller guarantees.
         unsafe { bindings::xas_split(&mut self.xas, entry, order) };
@@ -732,12 +844,29 @@ pub enum Slot<T> {
 /// Lock-free lookups in an [`XArray`] under one RCU read-side critical section, from
 /// [`XArray::reader`].
 ///
+/// The reader keeps the place of its last walk: a lookup starts from the lowest node on that path
+/// that spans its index, found through the nodes' parent pointers, instead of the root (as
+/// `xas_next()`/`xas_prev()` do), so looking up an index and entries near it costs one walk from
+/// the root.
+///
+/// # Exactness
+///
+/// Each result is exact if no writer changes the array while the reader is alive: the caller must
+/// exclude writers (the array's users serialize them with a lock of their own) to rely on the
+/// extent of an entry. Under a concurrent split or merge a lookup still returns an entry that
+/// covered the index during the call, but the order read next to it (from the entry's sibling
+/// slots) may be one the entry never had.
+///
 /// # Invariants
 ///
-/// The RCU read lock is held from creation to drop, in the context of the creator.
+/// The RCU read lock is held from creation to drop, in the context of the creator. `xas` is a
+/// state of `xa` that is only walked under that lock, so the node it points at, if any, stays
+/// allocated while the reader lives.
 #[cfg(CONFIG_XARRAY_MULTI)]
 pub struct XaReader<'a, T: CopyEntry> {
     xa: &'a XArray<T>,
+    xas: UnsafeCell<XaState<'a, T>>,
+    walks: Cell<usize>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -746,21 +875,24 @@ impl<T: CopyEntry> XaReader<'_, T> {
     /// Returns what covers `index`: nothing, a reservation or an entry, with its extent.
     ///
     /// If the array changes meanwhile, the result is what covered `index` at some point during
-    /// the call.
+    /// the call (see "Exactness" above for the extent).
     pub fn lookup(&self, index: usize) -> Slot<T> {
+        // SAFETY: the reader is neither `Send` nor `Sync`, and no reference to the state outlives
+        // a call of one of its public methods, none of which calls another (`walk` only uses the
+        // reference it is given): this is the only reference.
+        let xas = unsafe { &mut *self.xas.get() };
         loop {
-            let mut xas = XaState::new(self.xa, index, 0);
-            // SAFETY: the RCU read lock is held (type invariant).
-            let entry = unsafe { xas.load() };
+            let entry = self.walk(xas, index);
             if entry.is_null() {
                 return Slot::Empty;
             }
             // SAFETY: `xa_is_retry` only looks at the bits of the word.
             if unsafe { bindings::xa_is_retry(entry) } {
-                // A node is being split or freed under us: walk again.
+                // A node is being split or freed under us: walk again from the root.
+                xas.set_order(index, 0);
                 continue;
             }
-            // SAFETY: `xas_load` found an entry, so the state is at it; the RCU read lock is held.
+            // SAFETY: the state is at the entry just loaded; the RCU read lock is held.
             let order = unsafe { xas.get_order() };
             let first = index & !order_mask(order);
             // SAFETY: `xa_is_zero` only looks at the bits of the word.
@@ -778,6 +910,71 @@ impl<T: CopyEntry> XaReader<'_, T> {
                 None => Slot::Empty,
             };
         }
+    }
+
+    /// Walks `xas`, the reader's state, to `index` and returns what it holds.
+    fn walk(&self, xas: &mut XaState<'_, T>, index: usize) -> *mut c_void {
+        // SAFETY: the RCU read lock is held, and was since the state was walked last (type
+        // invariant).
+        if let Some(entry) = unsafe { xas.load_near(index) } {
+            return entry;
+        }
+        self.walks.set(self.walks.get() + 1);
+        xas.set_order(index, 0);
+        // SAFETY: the RCU read lock is held (type invariant).
+        unsafe { xas.load() }
+    }
+
+    /// Returns whether [`XArray::store_block`] of an entry into the aligned block of order
+    /// `order` at `first` would allocate nothing: the array has the node that holds such an
+    /// entry. Without it, [`XArray::prepare_store`] makes the store need no memory.
+    ///
+    /// The answer holds until the array changes; the caller must exclude other writers, and
+    /// erasing entries may shrink the array (see [`XArray::prepare_store`]). A block covered by a
+    /// larger entry must be split first whatever this returns.
+    pub fn storable(&self, first: usize, order: u32) -> bool {
+        if order >= usize::BITS || first & order_mask(order) != 0 {
+            return false;
+        }
+        // An entry of order `order` lives in a node of this shift (`XA_STATE_ORDER`).
+        let shift = order - order % bindings::XA_CHUNK_SHIFT;
+        // SAFETY: as in `lookup`, this is the only reference to the state.
+        let near = unsafe { &mut *self.xas.get() };
+        if shift == 0 {
+            // The node is a leaf: it is on the path of a lookup of `first`.
+            let entry = self.walk(near, first);
+            // SAFETY: `xa_is_retry` only looks at the bits of the word.
+            if unsafe { bindings::xa_is_retry(entry) } {
+                near.set_order(first, 0);
+                return false;
+            }
+            // SAFETY: the state was just walked under the RCU read lock, still held.
+            let at = unsafe { near.node_shift() };
+            return at == Some(0);
+        }
+        // SAFETY: the RCU read lock is held, and was since the state was walked last.
+        if unsafe { near.has_node(first, shift) } == Some(true) {
+            // That node is in the array, so the walk of a store reaches it without allocating.
+            return true;
+        }
+        self.walks.set(self.walks.get() + 1);
+        let mut xas = XaState::new(self.xa, first, order);
+        // SAFETY: the RCU read lock is held (type invariant).
+        let entry = unsafe { xas.load() };
+        // SAFETY: `xa_is_retry` only looks at the bits of the word.
+        if unsafe { bindings::xa_is_retry(entry) } {
+            return false;
+        }
+        // The walk stops in the node of shift `shift` if the array has it, and above otherwise
+        // (`xas_load()` descends while the node's shift is at least the state's).
+        // SAFETY: `xas` was walked under the RCU read lock, still held.
+        let at = unsafe { xas.node_shift() };
+        at == Some(shift)
+    }
+
+    /// Returns the number of walks from the root this reader made: a debugging statistic.
+    pub fn root_walks(&self) -> usize {
+        self.walks.get()
     }
 }
 
@@ -884,9 +1081,11 @@ impl<T: CopyEntry> XArray<T> {
         // SAFETY: taking the RCU read lock has no precondition.
         unsafe { bindings::rcu_read_lock() };
         // INVARIANT: the lock was just taken; `XaReader` is not `Send`, so it is released by the
-        // same context.
+        // same context. The state was not walked yet.
         XaReader {
             xa: self,
+            xas: UnsafeCell::new(XaState::new(self, 0, 0)),
+            walks: Cell::new(0),
             _not_send: PhantomData,
         }
     }
@@ -900,13 +1099,30 @@ impl<T: CopyEntry> XArray<T> {
     ///
     /// [`ENOMEM`]: crate::error::code::ENOMEM
     pub fn split_to(&self, index: usize, order: u32, gfp: Flags) -> Result {
+        self.split_to_raw(index, order, gfp.as_raw())
+    }
+
+    /// [`XArray::split_to`], allocating with `gfp | __GFP_NOFAIL`: it never fails.
+    ///
+    /// It may sleep, and must only be called in process context without spinlocks held. Each
+    /// level split allocates one node (one `struct xa_node`, an order-0 slab object), so a split
+    /// down to order 0 allocates at most `BITS_PER_LONG / XA_CHUNK_SHIFT + 1` nodes: this is for
+    /// callers that must not fail and split a bounded number of entries, as the allocator
+    /// documentation asks of `__GFP_NOFAIL` users.
+    pub fn split_to_nofail(&self, index: usize, order: u32, gfp: Flags) {
+        let gfp = gfp.as_raw() | ((1 as bindings::gfp_t) << bindings::___GFP_NOFAIL_BIT);
+        // With `__GFP_NOFAIL` the node allocations do not fail, and nothing else does.
+        let _ = self.split_to_raw(index, order, gfp);
+    }
+
+    fn split_to_raw(&self, index: usize, order: u32, gfp: bindings::gfp_t) -> Result {
         if order >= usize::BITS {
             // No entry is larger than that.
             return Ok(());
         }
         loop {
             let mut xas = XaState::new(self, index, order);
-            let (entry, cur, shift) = {
+            let (entry, cur, step) = {
                 let _guard = self.lock();
                 // SAFETY: the lock is held.
                 let entry = unsafe { xas.load() };
@@ -925,19 +1141,31 @@ impl<T: CopyEntry> XArray<T> {
                 let Some(shift) = (unsafe { xas.node_shift() }) else {
                     return Ok(());
                 };
-                (entry, cur, shift)
-            };
-            // Split one level at a time: `xas_split_alloc` only splits an entry into entries of
-            // its own node or of the level just below, the latter with one new node for each slot
-            // of the entry. So an entry of several slots is first split into one-slot entries
-            // within its node, which needs no memory, and only the one covering `index` is split
-            // further.
-            let step = if order >= shift {
-                order
-            } else if cur > shift {
-                shift
-            } else {
-                order.max(shift - bindings::XA_CHUNK_SHIFT)
+                // Split one level at a time: `xas_split_alloc` only splits an entry into entries
+                // of its own node or of the level just below, the latter with one new node for
+                // each slot of the entry. So an entry of several slots is first split into
+                // one-slot entries within its node, which needs no memory, and only the one
+                // covering `index` is split further.
+                let step = if order >= shift {
+                    order
+                } else if cur > shift {
+                    shift
+                } else {
+                    order.max(shift - bindings::XA_CHUNK_SHIFT)
+                };
+                if step >= shift {
+                    // Within the node: no memory, so no need to drop the lock.
+                    xas.set_order(index, step);
+                    // SAFETY: the entry of order `cur` covers `index` (`xas_split` walks to it
+                    // again), the split stays within its node so it needs no allocated node, the
+                    // lock is held, and `T: CopyEntry`.
+                    unsafe { xas.split(entry, cur) };
+                    if step == order {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                (entry, cur, step)
             };
             let mut xas = XaState::new(self, index, step);
             // SAFETY: `entry` is an entry of the array of order `cur`, and `T: CopyEntry`: the

@@ -19,22 +19,37 @@
 //!    it ([`XArray::split_to`]) and reserving empty blocks
 //!    ([`XArray::prepare_store`]).  No index changes value.  On failure
 //!    (no memory, or the [`Update::checkpoint`] refuses) the preparation is
-//!    undone and the store is exactly as before.
+//!    undone and the store is exactly as before.  An entry that is in the
+//!    store already, or whose node is (the walk of the plan saw it), needs
+//!    no preparation: a one-page change next to pages with attributes plans
+//!    with one lock-free walk from the root and stores with one locked walk,
+//!    its only lock round trip.
 //! 2. *Store*: the new entries are stored (merging the entries they cover)
-//!    and then the cleared blocks erased.  Nothing is allocated.
+//!    and then the cleared blocks erased.  Nothing is allocated.  The nodes
+//!    an entry replaces are freed a bounded number per locked section (see
+//!    [`AttrStore::store`]).
+//!
+//! A clear never fails for want of memory: its only allocations are the
+//! splits of the (at most two) entries that straddle its ends, a bounded
+//! number of nodes, which it makes with `__GFP_NOFAIL` if the normal
+//! allocation fails (see [`AttrStore::split`]).
 //!
 //! Indices outside `[start, end)` keep their value at every moment, and
 //! those inside read either the old or the new value, so lock-free readers
 //! never see anything else.  Writers must be serialized by the caller (KVM
-//! holds `slots_lock`).
+//! holds `slots_lock`); the plan relies on it, and so do the extents that
+//! [`AttrStore::range_has`] reads.
 
+use core::cell::Cell;
 use kernel::{
     alloc::Flags,
-    error::code::EINVAL,
+    error::code::{EINVAL, ENOMEM},
     prelude::*,
+    task,
+    time::Ktime,
     warn_on,
     xarray::{
-        multi::{Slot, XaReader, XaValue},
+        multi::{Slot, XaReader, XaValue, LEVEL_SHIFT},
         XArray,
     },
 };
@@ -64,6 +79,31 @@ pub(crate) trait Update {
 
     /// Called once the store has changed.
     fn after_store(&mut self) {}
+
+    /// Called before each step of the preparation that may allocate memory;
+    /// if it returns `true`, the step fails as if memory ran out.  A fault
+    /// injection point for tests.
+    fn alloc_fails(&mut self) -> bool {
+        false
+    }
+}
+
+/// Debugging statistics of the changes made through one [`AttrStore`].
+///
+/// The KUnit suite reads them; KVM does not.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Stats {
+    /// Walks of the array from its root: lookups that could not start from
+    /// the node of the previous one, searches, and the walk of each locked
+    /// operation (two for a preparation, one for a split, which takes one or
+    /// two per level it splits).
+    pub(crate) root_walks: usize,
+    /// Round trips of the array's lock.
+    pub(crate) lock_trips: usize,
+    /// The longest locked store or erase, in nanoseconds, lock taking
+    /// included.
+    pub(crate) max_store_ns: i64,
 }
 
 /// An entry of the new canonical form around a change.
@@ -146,30 +186,97 @@ impl Straddler {
     }
 }
 
-/// What a change does: the runs of the span it rewrites, and the old entries
-/// it splits.
+/// The most blocks a plan has: three runs, each at most two per order.
+const MAX_BLOCKS: usize = 3 * 2 * usize::BITS as usize;
+
+/// A set of the blocks of a plan, by their position in [`Blocks`].
+#[derive(Default)]
+struct BlockSet([u64; MAX_BLOCKS / 64]);
+
+impl BlockSet {
+    fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// What a change does: the runs of the span it rewrites, the old entries it
+/// splits, and what needs no work.
 struct Plan {
     runs: [Run; 3],
     n: usize,
     split: [Option<Straddler>; 2],
+    /// The blocks that are old entries already, with their value: neither
+    /// prepared nor stored.
+    keep: BlockSet,
+    /// The blocks whose node is in the array: stored without preparation.
+    ready: BlockSet,
 }
 
 /// The attribute store of a VM: a view of its `mem_attr_array`.
 pub(crate) struct AttrStore<'a> {
     xa: &'a XArray<XaValue>,
+    stats: Cell<Stats>,
 }
 
 impl<'a> AttrStore<'a> {
     /// Wraps an XArray that holds only value entries in canonical form.
     pub(crate) fn new(xa: &'a XArray<XaValue>) -> Self {
-        Self { xa }
+        Self {
+            xa,
+            stats: Cell::new(Stats::default()),
+        }
+    }
+
+    /// Returns the statistics of the changes made through this view.
+    #[allow(dead_code)]
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats.get()
+    }
+
+    /// Counts `walks` walks from the root and `locks` lock round trips.
+    fn count(&self, walks: usize, locks: usize) {
+        let mut st = self.stats.get();
+        st.root_walks += walks;
+        st.lock_trips += locks;
+        self.stats.set(st);
+    }
+
+    /// [`XArray::store_block`], counted and timed.
+    fn store_block(&self, first: usize, order: u32, entry: Option<XaValue>, gfp: Flags) -> Result {
+        let t0 = Ktime::ktime_get();
+        let ret = self.xa.store_block(first, order, entry, gfp);
+        let ns = (Ktime::ktime_get() - t0).to_ns();
+        let mut st = self.stats.get();
+        st.root_walks += 1;
+        st.lock_trips += 1;
+        st.max_store_ns = st.max_store_ns.max(ns);
+        self.stats.set(st);
+        ret
     }
 
     /// Returns whether every index of `[start, end)` has a value whose bits
     /// in `mask` are `attrs`.  As in C, `attrs == 0` asks for no value at all
     /// (the mask is then ignored), except for a single index.
+    ///
+    /// Writers must be excluded: the answer walks entries by their extents,
+    /// which a concurrent split or merge may make the lookup misreport (see
+    /// the exactness of [`XaReader`]).  KVM's callers all hold `slots_lock`,
+    /// as a change does: `KVM_SET_MEMORY_ATTRIBUTES` itself, x86's huge page
+    /// checks (`kvm_arch_post_set_memory_attributes()` asserts it, and
+    /// `kvm_mmu_init_memslot_memory_attributes()` runs in a memslot update)
+    /// and `kvm_gmem_populate()`.  A single index needs no exclusion: its
+    /// value is read once.
     pub(crate) fn range_has(&self, start: usize, end: usize, mask: usize, attrs: usize) -> bool {
-        self.has(&self.xa.reader(), start, end, mask, attrs)
+        let r = self.xa.reader();
+        let has = self.has(&r, start, end, mask, attrs);
+        self.count(r.root_walks(), 0);
+        has
     }
 
     /// [`AttrStore::range_has`] with a reader.
@@ -193,6 +300,7 @@ impl<'a> AttrStore<'a> {
             return value & mask == attrs;
         }
         if attrs == 0 {
+            self.count(1, 0);
             return self.xa.find(start, end - 1).is_none();
         }
         let mut index = start;
@@ -256,9 +364,27 @@ impl<'a> AttrStore<'a> {
     ///
     /// Returns `None` if the range already has `value` (as
     /// [`AttrStore::range_has`] with mask `!0` sees it): nothing to do.
+    ///
+    /// All lookups go through one reader, which starts each from the node of
+    /// the previous one when that node spans the index: for a small change,
+    /// the check, the neighbours, the runs' ends and the state of the new
+    /// entries are one walk from the root.
     fn plan(&self, start: usize, end: usize, value: usize) -> Option<Plan> {
         let r = self.xa.reader();
-        if self.has(&r, start, end, !0, value) {
+        let plan = self.plan_with(&r, start, end, value);
+        self.count(r.root_walks(), 0);
+        plan
+    }
+
+    /// [`AttrStore::plan`] with a reader.
+    fn plan_with(
+        &self,
+        r: &XaReader<'_, XaValue>,
+        start: usize,
+        end: usize,
+        value: usize,
+    ) -> Option<Plan> {
+        if self.has(r, start, end, !0, value) {
             return None;
         }
         let before = start.checked_sub(1).map(|i| r.lookup(i));
@@ -279,7 +405,7 @@ impl<'a> AttrStore<'a> {
                     });
                 }
                 Run {
-                    start: Self::run_start(&r, first, entry.get()),
+                    start: Self::run_start(r, first, entry.get()),
                     end: start,
                     value: entry.get(),
                 }
@@ -309,7 +435,7 @@ impl<'a> AttrStore<'a> {
                     start: end,
                     end: first
                         .checked_add(1usize << order)
-                        .map_or(usize::MAX, |e| Self::run_end(&r, e, entry.get())),
+                        .map_or(usize::MAX, |e| Self::run_end(r, e, entry.get())),
                     value: entry.get(),
                 }
             }
@@ -328,6 +454,8 @@ impl<'a> AttrStore<'a> {
             runs: [empty; 3],
             n: 0,
             split: [low, high],
+            keep: BlockSet::default(),
+            ready: BlockSet::default(),
         };
         for run in [left, Run { start, end, value }, right] {
             if run.start == run.end {
@@ -340,6 +468,25 @@ impl<'a> AttrStore<'a> {
                 plan.n += 1;
             }
         }
+        // Writers are excluded, so what the reader sees of the new entries
+        // holds until the store phase.  A block inside a straddling entry is
+        // held by that entry's nodes once split (see `prepare`).
+        for (i, block) in Blocks::new(&plan.runs[..plan.n]).enumerate() {
+            if block.value == 0 || plan.split.iter().flatten().any(|s| s.contains(&block)) {
+                continue;
+            }
+            match r.lookup(block.first) {
+                Slot::Entry {
+                    first,
+                    order,
+                    entry,
+                } if first == block.first && order == block.order && entry.get() == block.value => {
+                    plan.keep.insert(i)
+                }
+                _ if r.storable(block.first, block.order) => plan.ready.insert(i),
+                _ => {}
+            }
+        }
         Some(plan)
     }
 
@@ -348,8 +495,9 @@ impl<'a> AttrStore<'a> {
     ///
     /// Does nothing, not even calling `update`, if the range has the value
     /// already.  Returns [`EINVAL`] for an empty range or a value above
-    /// [`XaValue::MAX`], `ENOMEM` if memory runs out, or the error of
-    /// `update.checkpoint()`; in all these cases the store is unchanged.
+    /// [`XaValue::MAX`], `ENOMEM` if memory runs out (never for a clear,
+    /// `value == 0`), or the error of `update.checkpoint()`; in all these
+    /// cases the store is unchanged.
     pub(crate) fn set(
         &self,
         start: usize,
@@ -367,17 +515,19 @@ impl<'a> AttrStore<'a> {
             return Ok(());
         };
         let (runs, split) = (&plan.runs[..plan.n], plan.split);
+        let clear = value == 0;
 
         // The index reserved to grow the tree, if a block needed it; only a
         // block at index 0 can (see `XArray::prepare_store`), so one at most.
         let mut grown = None;
-        for (prepared, block) in Blocks::new(runs).enumerate() {
-            match self.prepare(&block, &split, gfp, update) {
+        for (i, block) in Blocks::new(runs).enumerate() {
+            let ready = plan.keep.contains(i) || plan.ready.contains(i);
+            match self.prepare(&block, ready, &split, clear, gfp, update) {
                 Ok(Some(g)) => grown = Some(g),
                 Ok(None) => {}
                 Err(e) => {
                     // The failed step may have done part of its work.
-                    self.undo(runs, prepared + 1, &split, grown);
+                    self.undo(runs, i + 1, &split, grown);
                     return Err(e);
                 }
             }
@@ -385,26 +535,123 @@ impl<'a> AttrStore<'a> {
         update.before_store();
         // Stores first: an erase may shrink the tree and undo a preparation.
         for erase in [false, true] {
-            for block in Blocks::new(runs).filter(|b| (b.value == 0) == erase) {
-                let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
-                if let Err(e) = self.xa.store_block(block.first, block.order, entry, gfp) {
-                    // Cannot happen: the block was prepared (C: KVM_BUG_ON).
-                    pr_err!(
-                        "attributes: store of {:#x}+2^{} failed ({e:?})\n",
-                        block.first,
-                        block.order
-                    );
-                    warn_on!(true);
+            for (i, block) in Blocks::new(runs).enumerate() {
+                if (block.value == 0) != erase || plan.keep.contains(i) {
+                    continue;
                 }
+                let entry = XaValue::new(block.value).ok().filter(|v| v.get() != 0);
+                self.store(&block, entry, gfp);
             }
         }
         // All reserved blocks were stored over; the index reserved to grow
         // the tree, if any, is released.
         if let Some((first, order)) = grown {
+            self.count(1, 1);
             self.xa.release_block(first, order);
         }
         update.after_store();
         Ok(())
+    }
+
+    /// Stores `entry` into `block` (erases it for `None`), which was
+    /// prepared, freeing the nodes it replaces a bounded number at a time.
+    ///
+    /// Storing an entry over smaller ones frees all the nodes below it in
+    /// the locked section of the store (`xas_store()` calls
+    /// `xas_free_nodes()`), tens of thousands of them for a fragmented 1 TiB
+    /// range.  So the levels below a large block are merged first, bottom
+    /// up: each chunk of order `k * LEVEL_SHIFT` (k >= 2, below the block's
+    /// order) that holds smaller entries is stored as one entry, which frees
+    /// at most one node and its children (a node's worth of leaves) in the
+    /// first pass, one node in the later ones, whose levels below are merged
+    /// already; `cond_resched()` runs between chunks.  The block's own store
+    /// then frees at most one node per slot it takes.
+    ///
+    /// A chunk lies inside the block, so its indices go from the old value to
+    /// the new one (or keep it, in a neighbouring run); its node is in the
+    /// array (it holds the smaller entries found), so the store allocates
+    /// nothing.  For the first chunk of a block at 0 that node may be the
+    /// root only if the tree lies within the chunk: erasing it then erases
+    /// the tree, and a stored block at 0 was prepared with a tree taller
+    /// than the block.
+    fn store(&self, block: &Block, entry: Option<XaValue>, gfp: Flags) {
+        let last = last_index(block.first, block.order);
+        let mut level = 2 * LEVEL_SHIFT;
+        while level < block.order {
+            let mut index = block.first;
+            loop {
+                self.count(1, 0);
+                let Some((found, _)) = self.xa.find(index, last) else {
+                    break;
+                };
+                self.count(1, 0);
+                let next = match self.xa.lookup(found) {
+                    Slot::Entry { order, .. } if order < level => {
+                        // Smaller entries, so a node below the chunk's slot.
+                        let chunk = found & !((1usize << level) - 1);
+                        self.store_checked(chunk, level, entry, gfp);
+                        task::cond_resched();
+                        chunk.checked_add(1usize << level)
+                    }
+                    Slot::Entry { first, order, .. } | Slot::Reserved { first, order } => {
+                        first.checked_add(1usize << order)
+                    }
+                    Slot::Empty => found.checked_add(1),
+                };
+                match next {
+                    Some(next) if next <= last => index = next,
+                    _ => break,
+                }
+            }
+            level += LEVEL_SHIFT;
+        }
+        self.store_checked(block.first, block.order, entry, gfp);
+    }
+
+    /// Stores into a block that needs no memory.
+    fn store_checked(&self, first: usize, order: u32, entry: Option<XaValue>, gfp: Flags) {
+        if let Err(e) = self.store_block(first, order, entry, gfp) {
+            // Cannot happen: the block was prepared (C: KVM_BUG_ON).
+            pr_err!("attributes: store of {first:#x}+2^{order} failed ({e:?})\n");
+            warn_on!(true);
+        }
+    }
+
+    /// Splits the entry covering `index` down to order `order`
+    /// ([`XArray::split_to`]).
+    ///
+    /// For a clear (`clear`), it never fails for want of memory: if the
+    /// allocation with `gfp` fails, it allocates with `__GFP_NOFAIL`
+    /// ([`XArray::split_to_nofail`]).  That is bounded: a change splits at
+    /// most the two entries straddling its ends, one node per level, so at
+    /// most `2 * (BITS_PER_LONG / XA_CHUNK_SHIFT + 1)` = 22 nodes of 576
+    /// bytes; it runs in process context with no spinlock held (KVM holds
+    /// `slots_lock`, a mutex); and the first try has already failed, so it
+    /// only runs under memory pressure.  Nothing else in a clear allocates:
+    /// the entries it stores are old entries or inside a split one, and
+    /// erasing allocates nothing.
+    fn split(
+        &self,
+        index: usize,
+        order: u32,
+        clear: bool,
+        gfp: Flags,
+        update: &mut impl Update,
+    ) -> Result {
+        // At least one walk and one lock round trip; one or two per level.
+        self.count(1, 1);
+        let ret = if update.alloc_fails() {
+            Err(ENOMEM)
+        } else {
+            self.xa.split_to(index, order, gfp)
+        };
+        match ret {
+            Err(e) if e == ENOMEM && clear => {
+                self.xa.split_to_nofail(index, order, gfp);
+                Ok(())
+            }
+            ret => ret,
+        }
     }
 
     /// Makes `block` storable without allocating and without affecting the
@@ -420,20 +667,33 @@ impl<'a> AttrStore<'a> {
     fn prepare(
         &self,
         block: &Block,
+        ready: bool,
         split: &[Option<Straddler>],
+        clear: bool,
         gfp: Flags,
         update: &mut impl Update,
     ) -> Result<Option<(usize, u32)>> {
-        update.checkpoint()?;
         let last = last_index(block.first, block.order);
-        for s in split.iter().flatten() {
-            if s.order > block.order && block.first <= s.boundary && s.boundary <= last {
-                self.xa.split_to(s.boundary, block.order, gfp)?;
-            }
-        }
-        if block.value == 0 || split.iter().flatten().any(|s| s.contains(block)) {
+        let splits = |s: &&Straddler| {
+            s.order > block.order && block.first <= s.boundary && s.boundary <= last
+        };
+        let contained = split.iter().flatten().any(|s| s.contains(block));
+        let reserve = block.value != 0 && !contained && !ready;
+        if !reserve && !split.iter().flatten().any(|s| splits(&s)) {
+            // Nothing to do for this block: no step.
             return Ok(None);
         }
+        update.checkpoint()?;
+        for s in split.iter().flatten().filter(splits) {
+            self.split(s.boundary, block.order, clear, gfp, update)?;
+        }
+        if !reserve {
+            return Ok(None);
+        }
+        if update.alloc_fails() {
+            return Err(ENOMEM);
+        }
+        self.count(2, 1);
         let reserved = self.xa.prepare_store(block.first, block.order, gfp)?;
         Ok(reserved.filter(|&r| r != (block.first, block.order)))
     }

@@ -28,6 +28,10 @@ pub(crate) fn supported(kvm: Option<&Kvm>) -> u64 {
 /// Whether every gfn of `[start, end)` has attributes whose bits in `mask`
 /// (restricted to the supported ones) are `attrs`.  For `attrs == 0` this
 /// asks whether no gfn has any attribute, as 6.12 does.
+///
+/// For more than one gfn the caller must hold `slots_lock`, which excludes
+/// changes (see [`AttrStore::range_has`]); all callers do: [`set`], x86's
+/// huge page checks and `kvm_gmem_populate()`.
 pub(crate) fn range_has(kvm: &Kvm, start: u64, end: u64, mask: u64, attrs: u64) -> bool {
     let mask = mask & supported(Some(kvm));
     if attrs & !mask != 0 {
