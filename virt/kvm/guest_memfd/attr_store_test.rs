@@ -609,7 +609,7 @@ mod tests {
             i += step;
         }
         assert!(count(&xa) == frag / step);
-        let s = AttrStore::new(&xa);
+        let s = AttrStore::new_timed(&xa);
         let t0 = kernel::time::Ktime::ktime_get();
         assert!(s.set(0, huge, PV, GFP_KERNEL, &mut Plain).is_ok());
         let total = (kernel::time::Ktime::ktime_get() - t0).to_ns();
@@ -629,7 +629,7 @@ mod tests {
             assert!(s.set(i + 7, i + 8, 0, GFP_KERNEL, &mut Plain).is_ok());
             i += step;
         }
-        let s = AttrStore::new(&xa);
+        let s = AttrStore::new_timed(&xa);
         let t0 = kernel::time::Ktime::ktime_get();
         assert!(s.set(0, huge, 0, GFP_KERNEL, &mut Plain).is_ok());
         let total = (kernel::time::Ktime::ktime_get() - t0).to_ns();
