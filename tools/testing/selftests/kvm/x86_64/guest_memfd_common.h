@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -211,12 +214,53 @@ static inline int gmem_write_u64(const char *path, uint64_t val)
 	return r;
 }
 
+/* Reads the decimal number in the file @path. */
+static inline uint64_t gmem_read_u64(const char *path)
+{
+	uint64_t val;
+	FILE *f;
+
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open(%s) failed: %s", path, strerror(errno));
+	TEST_ASSERT(fscanf(f, "%lu", &val) == 1, "cannot parse %s", path);
+	fclose(f);
+	return val;
+}
+
+/* Writes @val to the file @path, which must then read @val. */
+static inline void gmem_set_u64(const char *path, uint64_t val)
+{
+	int r = gmem_write_u64(path, val);
+
+	TEST_ASSERT(!r, "write %lu to %s: %s", val, path, strerror(-r));
+	TEST_ASSERT_EQ(gmem_read_u64(path), val);
+}
+
 /* Back to the defaults: no filtering, corrupt-pfn disarmed for us. */
 static inline void gmem_hwpoison_reset_filter(void)
 {
 	gmem_write_u64(FILTER_ENABLE, 0);
 	gmem_write_u64(FILTER_DEV_MAJOR, FILTER_DEV_ANY);
 	gmem_write_u64(FILTER_DEV_MINOR, FILTER_DEV_ANY);
+}
+
+/*
+ * Restricts corrupt-pfn to the page cache of the superblock of guest_memfd
+ * @fd, until gmem_hwpoison_reset_filter() (also run at exit); returns that
+ * superblock's device.
+ */
+static inline dev_t gmem_hwpoison_filter_fd(int fd)
+{
+	struct stat st;
+
+	TEST_ASSERT(!fstat(fd, &st), "fstat(guest_memfd) failed: %s",
+		    strerror(errno));
+	atexit(gmem_hwpoison_reset_filter);
+	gmem_set_u64(FILTER_ENABLE, 0);
+	gmem_set_u64(FILTER_DEV_MAJOR, major(st.st_dev));
+	gmem_set_u64(FILTER_DEV_MINOR, minor(st.st_dev));
+	gmem_set_u64(FILTER_ENABLE, 1);
+	return st.st_dev;
 }
 
 /*

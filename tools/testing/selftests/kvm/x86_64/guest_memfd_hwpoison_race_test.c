@@ -100,27 +100,6 @@ static struct {
 static struct kvm_vm *vm;
 static void *data_hva;
 
-static void set_u64(const char *path, uint64_t val)
-{
-	int r = gmem_write_u64(path, val);
-
-	TEST_ASSERT(!r, "write %lu to %s: %s", val, path, strerror(-r));
-}
-
-/* Poison only page-cache pages of the superblock of guest_memfd @fd. */
-static void setup_filter(int fd)
-{
-	struct stat st;
-
-	TEST_ASSERT(!fstat(fd, &st), "fstat(guest_memfd) failed: %s",
-		    strerror(errno));
-	atexit(gmem_hwpoison_reset_filter);
-	set_u64(FILTER_ENABLE, 0);
-	set_u64(FILTER_DEV_MAJOR, major(st.st_dev));
-	set_u64(FILTER_DEV_MINOR, minor(st.st_dev));
-	set_u64(FILTER_ENABLE, 1);
-}
-
 static void read_ram_ranges(void)
 {
 	uint64_t start, end;
@@ -585,7 +564,7 @@ int main(int argc, char *argv[])
 	vm = vm_create_shape_with_one_vcpu(shape, &vcpu, guest_code);
 
 	fd = vm_create_guest_memfd(vm, PAGE_SIZE, 0);
-	setup_filter(fd);
+	gmem_hwpoison_filter_fd(fd);
 	close(fd);
 	read_ram_ranges();
 	poisoner.lowest_hit = UINT64_MAX;

@@ -173,26 +173,6 @@ static void gmem_fallocate(int fd, int mode, int page)
 		    page, strerror(errno));
 }
 
-static uint64_t read_u64(const char *path)
-{
-	uint64_t val;
-	FILE *f;
-
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "open(%s) failed: %s", path, strerror(errno));
-	TEST_ASSERT(fscanf(f, "%lu", &val) == 1, "cannot parse %s", path);
-	fclose(f);
-	return val;
-}
-
-static void set_u64(const char *path, uint64_t val)
-{
-	int r = gmem_write_u64(path, val);
-
-	TEST_ASSERT(!r, "write %lu to %s: %s", val, path, strerror(-r));
-	TEST_ASSERT_EQ(read_u64(path), val);
-}
-
 /* HardwareCorrupted from /proc/meminfo, in kB. */
 static uint64_t hw_corrupted_kb(void)
 {
@@ -301,7 +281,7 @@ int main(int argc, char *argv[])
 	uint64_t hwc_before, hwc_after;
 	bool pre_fault;
 	struct kvm_vm *vm;
-	struct stat st;
+	dev_t dev;
 	struct sync s;
 	int fd, i, r, poisoned = -1;
 	void *hva;
@@ -338,15 +318,8 @@ int main(int argc, char *argv[])
 			      NR_PAGES);
 
 	/* Only page-cache pages of the guest_memfd's superblock. */
-	TEST_ASSERT(!fstat(fd, &st), "fstat(guest_memfd) failed: %s",
-		    strerror(errno));
-	atexit(gmem_hwpoison_reset_filter);
-	set_u64(FILTER_ENABLE, 0);
-	set_u64(FILTER_DEV_MAJOR, major(st.st_dev));
-	set_u64(FILTER_DEV_MINOR, minor(st.st_dev));
-	set_u64(FILTER_ENABLE, 1);
-	ksft_print_msg("hwpoison filter on dev %u:%u\n", major(st.st_dev),
-		       minor(st.st_dev));
+	dev = gmem_hwpoison_filter_fd(fd);
+	ksft_print_msg("hwpoison filter on dev %u:%u\n", major(dev), minor(dev));
 
 	hwc_before = hw_corrupted_kb();
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -437,7 +410,7 @@ int main(int argc, char *argv[])
 			      poisoned);
 
 	gmem_hwpoison_reset_filter();
-	TEST_ASSERT_EQ(read_u64(FILTER_ENABLE), 0);
+	TEST_ASSERT_EQ(gmem_read_u64(FILTER_ENABLE), 0);
 
 	kvm_vm_free(vm);
 	close(fd);
