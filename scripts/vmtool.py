@@ -3,8 +3,8 @@
 """Boot the test kernel under QEMU/TCG and run things in it.
 
 Subcommands:
-  run [--impl=c|rust] [--debug] [--timeout=S] [--precise-clock] [--append=P]
-      -- BINARY [ARGS...]
+  run [--impl=c|rust] [--debug | --bench] [--timeout=S] [--precise-clock]
+      [--append=P] -- BINARY [ARGS...]
       Run one static binary in the test kernel; print its output, exit with
       its exit code (see EXIT CODES).  scripts/vmrun is this subcommand.
   selftests [--impl=c|rust] [--debug] [--filter=SUBSTR]
@@ -28,6 +28,8 @@ ttyS2 its exit status; logs of each boot are kept under build/vm/.
 --debug boots the debug variant of the kernel (scripts/build-kernel --debug:
 KASAN, kmemleak, DEBUG_VM, fault injection); its /init runs a kmemleak scan
 after the payload, and a reported leak fails the run like any other splat.
+--bench (run only) boots the benchmark variant (scripts/build-kernel --bench:
+no lockdep), which make bench uses.
 
 EXIT CODES of `run`: the program's own exit code when the guest ran it to
 the end with a clean kernel log; 125 when the guest hung, panicked or never
@@ -131,27 +133,28 @@ class Boot:
         return '; '.join(filter(None, [self.problem] + self.state + self.splats[:3]))
 
 
-def kernel_name(impl: str, debug: bool) -> str:
-    return impl + ('-debug' if debug else '')
+def kernel_name(impl: str, debug: bool, bench: bool = False) -> str:
+    return impl + ('-debug' if debug else '-bench' if bench else '')
 
 
-def kernel_dir(impl: str, debug: bool) -> Path:
-    return CACHE / 'out' / f'x86_64-{kernel_name(impl, debug)}'
+def kernel_dir(impl: str, debug: bool, bench: bool = False) -> Path:
+    return CACHE / 'out' / f'x86_64-{kernel_name(impl, debug, bench)}'
 
 
-def kernel_image(impl: str, debug: bool) -> Path:
-    image = kernel_dir(impl, debug) / 'arch' / 'x86' / 'boot' / 'bzImage'
+def kernel_image(impl: str, debug: bool, bench: bool = False) -> Path:
+    image = kernel_dir(impl, debug, bench) / 'arch' / 'x86' / 'boot' / 'bzImage'
     if not image.exists():
+        flag = ' --debug' if debug else ' --bench' if bench else ''
         sys.exit(f'vmtool: no kernel at {image}; build it with '
-                 f'`scripts/build-kernel --impl={impl}{" --debug" if debug else ""}`')
+                 f'`scripts/build-kernel --impl={impl}{flag}`')
     return image
 
 
-def kernel_config(impl: str, debug: bool) -> Dict[str, str]:
+def kernel_config(impl: str, debug: bool, bench: bool = False) -> Dict[str, str]:
     """The CONFIG_* options that are set in a built kernel."""
     opts = {}
     try:
-        for line in (kernel_dir(impl, debug) / '.config').read_text().splitlines():
+        for line in (kernel_dir(impl, debug, bench) / '.config').read_text().splitlines():
             if line.startswith('CONFIG_') and '=' in line:
                 key, val = line.split('=', 1)
                 opts[key] = val
@@ -273,14 +276,15 @@ def clock_problem(console: str) -> Optional[str]:
 
 
 def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
-         timeout: int, append: str = '', stream=None, debug: bool = False) -> Boot:
+         timeout: int, append: str = '', stream=None, debug: bool = False,
+         bench: bool = False) -> Boot:
     """Boot the IMPL kernel, run CMD (in /payload) and collect the logs."""
-    kname = kernel_name(impl, debug)
+    kname = kernel_name(impl, debug, bench)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     logdir = BUILD / 'vm' / f'{stamp}-{kname}-{name}'
     logdir.mkdir(parents=True, exist_ok=True)
-    image = kernel_image(impl, debug)
-    config = kernel_config(impl, debug)
+    image = kernel_image(impl, debug, bench)
+    config = kernel_config(impl, debug, bench)
     initrd = logdir / 'initramfs.cpio.gz'
     make_initramfs(kname, files, cmd, initrd)
     console, output, status = (logdir / n for n in ('console.log', 'output.log', 'status.log'))
@@ -408,7 +412,8 @@ def cmd_run(args) -> int:
         sys.exit(f'vmrun: {binary} is not a file')
     files = {binary.name: binary.resolve()}
     b = boot(args.impl, 'run-' + binary.name, files, ['./' + binary.name] + args.argv[1:],
-             args.timeout, append=args.append, stream=sys.stdout.buffer, debug=args.debug)
+             args.timeout, append=args.append, stream=sys.stdout.buffer, debug=args.debug,
+             bench=args.bench)
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
@@ -877,6 +882,9 @@ def main() -> int:
     p.add_argument('--precise-clock', action='store_true',
                    help='fail (125) if the guest clock was coarse (for timings)')
     p.add_argument('--append', default='', help='more kernel parameters')
+    p.add_argument('--bench', action='store_true',
+                   help='boot the benchmark variant, without lockdep '
+                   '(scripts/build-kernel --bench)')
     p.add_argument('argv', nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
 
