@@ -606,6 +606,8 @@ mod tests {
         let mut i = 0;
         while i < frag {
             assert!(s.set(i + 7, i + 8, PV, GFP_KERNEL, &mut Plain).is_ok());
+            // 65536 changes: slow under KASAN, so let RCU and others run.
+            kernel::task::cond_resched();
             i += step;
         }
         assert!(count(&xa) == frag / step);
@@ -627,6 +629,7 @@ mod tests {
         let mut i = 0;
         while i < frag {
             assert!(s.set(i + 7, i + 8, 0, GFP_KERNEL, &mut Plain).is_ok());
+            kernel::task::cond_resched();
             i += step;
         }
         let s = AttrStore::new_timed(&xa);
