@@ -32,6 +32,7 @@ use core::{marker::PhantomData, pin::Pin};
 use macros::{pin_data, pinned_drop};
 
 pub mod multi;
+pub mod word;
 
 /// An array which efficiently maps sparse integer indices to owned objects.
 ///
@@ -315,8 +316,7 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
         gfp: alloc::Flags,
     ) -> Result<Option<T>, StoreError<T>> {
         let new = value.into_foreign().cast_mut();
-        // SAFETY: `xa_is_internal` only looks at the bits of the word.
-        if new.is_null() || unsafe { bindings::xa_is_internal(new) } {
+        if new.is_null() || word::is_internal(new) {
             return Err(StoreError {
                 // SAFETY: `new` was just returned by `T::into_foreign` and is converted back once.
                 value: unsafe { T::from_foreign(new) },
@@ -327,8 +327,7 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
         //
         // INVARIANT: `new` came from `T::into_foreign` and is neither null nor internal.
         let old = unsafe { bindings::__xa_store(self.xa.as_raw(), index, new, gfp.as_raw()) };
-        // SAFETY: `xa_err` only looks at the bits of the word.
-        let errno = unsafe { bindings::xa_err(old) };
+        let errno = word::err(old);
         if errno != 0 {
             return Err(StoreError {
                 // SAFETY: the store failed, so the array did not take `new`, which came from

@@ -25,7 +25,7 @@
 
 #[cfg(CONFIG_XARRAY_MULTI)]
 use super::Guard;
-use super::XArray;
+use super::{word, XArray};
 use crate::{
     alloc::Flags,
     bindings,
@@ -106,8 +106,7 @@ impl XaValue {
 
     /// Decodes a value entry.
     fn decode(ptr: *const c_void) -> Self {
-        // SAFETY: `xa_to_value` only decodes the bits of the word.
-        let v = unsafe { bindings::xa_to_value(ptr) };
+        let v = word::to_value(ptr);
         // INVARIANT: a value entry holds at most `LONG_MAX`.
         Self(v)
     }
@@ -117,9 +116,7 @@ impl ForeignOwnable for XaValue {
     type Borrowed<'a> = XaValue;
 
     fn into_foreign(self) -> *const c_void {
-        // SAFETY: `xa_mk_value` only encodes the word; it takes any value up to `LONG_MAX`, which
-        // the type invariant guarantees.
-        unsafe { bindings::xa_mk_value(self.0) }
+        word::mk_value(self.0)
     }
 
     unsafe fn borrow<'a>(ptr: *const c_void) -> Self::Borrowed<'a> {
@@ -271,8 +268,7 @@ impl<T: CopyEntry> XArray<T> {
     /// Converts `entry` to the word to store, checking that the XArray can hold it.
     fn entry_to_raw(entry: T) -> Result<*mut c_void> {
         let ptr = entry.into_foreign().cast_mut();
-        // SAFETY: `xa_is_internal` only looks at the bits of the word.
-        if ptr.is_null() || unsafe { bindings::xa_is_internal(ptr) } {
+        if ptr.is_null() || word::is_internal(ptr) {
             // Nothing was stored; `T: CopyEntry` need not be converted back.
             return Err(EINVAL);
         }
@@ -292,8 +288,7 @@ impl<T: CopyEntry> XArray<T> {
 
     /// Converts the return value of a C store function into a [`Result`].
     fn check(ret: *mut c_void) -> Result {
-        // SAFETY: `xa_err` only looks at the bits of the word.
-        to_result(unsafe { bindings::xa_err(ret) })
+        to_result(word::err(ret))
     }
 
     /// Returns a copy of the entry at `index`, or `None` if there is none.
@@ -690,13 +685,10 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
         };
         let mut offset = (index >> shift) & order_mask(bindings::XA_CHUNK_SHIFT);
         let mut entry = slot(offset);
-        // SAFETY: `xa_is_sibling` only looks at the bits of the word.
-        if unsafe { bindings::xa_is_sibling(entry) } {
-            // SAFETY: `xa_to_sibling` only decodes the word: a slot offset.
-            offset = unsafe { bindings::xa_to_sibling(entry) } as usize;
+        if word::is_sibling(entry) {
+            offset = word::to_sibling(entry);
             entry = slot(offset);
-            // SAFETY: `xa_is_node` only looks at the bits of the word.
-            if shift > 0 && unsafe { bindings::xa_is_node(entry) } {
+            if shift > 0 && word::is_node(entry) {
                 // Changed under us (`xas_descend()` retries too).
                 return None;
             }
@@ -706,8 +698,7 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
         self.xas.xa_index = index;
         // `offset < XA_CHUNK_SIZE`, which fits in the field.
         self.xas.xa_offset = offset as u8;
-        // SAFETY: `xa_is_node` only looks at the bits of the word.
-        if unsafe { bindings::xa_is_node(entry) } {
+        if word::is_node(entry) {
             // Smaller entries below: `xas_load()` goes on from this node (`xas_reload()` reads
             // the same slot), descending as a walk from the root would.
             // SAFETY: the state is at a node of the array; the lock is held.
@@ -739,8 +730,8 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
 
     /// Returns the error of the last operation (`xas_error`).
     fn error(&self) -> Result {
-        // SAFETY: `xas_error` only reads the state.
-        to_result(unsafe { bindings::xas_error(&self.xas) })
+        // `xas_error()`: the error is encoded in the node pointer.
+        to_result(word::err(self.xas.xa_node.cast()))
     }
 
     /// Allocates the memory the last operation lacked, if it lacked some, and returns whether to
@@ -761,8 +752,9 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
 
     /// Returns whether the state is not at a node: past the top of the tree, or an error.
     fn invalid(&self) -> bool {
-        // SAFETY: `xas_invalid` only reads the state.
-        unsafe { bindings::xas_invalid(&self.xas) }
+        // `xas_invalid()`: the node pointer is a small internal word (`XAS_BOUNDS`,
+        // `XAS_RESTART` or an error) rather than a node or null.
+        self.xas.xa_node as usize & 3 != 0
     }
 
     /// Returns the shift of the node the state is in, `None` if it is at the head.
@@ -886,8 +878,7 @@ impl<T: CopyEntry> XaReader<'_, T> {
             if entry.is_null() {
                 return Slot::Empty;
             }
-            // SAFETY: `xa_is_retry` only looks at the bits of the word.
-            if unsafe { bindings::xa_is_retry(entry) } {
+            if word::is_retry(entry) {
                 // A node is being split or freed under us: walk again from the root.
                 xas.set_order(index, 0);
                 continue;
@@ -895,8 +886,7 @@ impl<T: CopyEntry> XaReader<'_, T> {
             // SAFETY: the state is at the entry just loaded; the RCU read lock is held.
             let order = unsafe { xas.get_order() };
             let first = index & !order_mask(order);
-            // SAFETY: `xa_is_zero` only looks at the bits of the word.
-            if unsafe { bindings::xa_is_zero(entry) } {
+            if word::is_zero(entry) {
                 return Slot::Reserved { first, order };
             }
             // `xas_load` returns entries, never siblings or nodes, and retry entries were handled
@@ -943,8 +933,7 @@ impl<T: CopyEntry> XaReader<'_, T> {
         if shift == 0 {
             // The node is a leaf: it is on the path of a lookup of `first`.
             let entry = self.walk(near, first);
-            // SAFETY: `xa_is_retry` only looks at the bits of the word.
-            if unsafe { bindings::xa_is_retry(entry) } {
+            if word::is_retry(entry) {
                 near.set_order(first, 0);
                 return false;
             }
@@ -961,8 +950,7 @@ impl<T: CopyEntry> XaReader<'_, T> {
         let mut xas = XaState::new(self.xa, first, order);
         // SAFETY: the RCU read lock is held (type invariant).
         let entry = unsafe { xas.load() };
-        // SAFETY: `xa_is_retry` only looks at the bits of the word.
-        if unsafe { bindings::xa_is_retry(entry) } {
+        if word::is_retry(entry) {
             return false;
         }
         // The walk stops in the node of shift `shift` if the array has it, and above otherwise
@@ -1126,8 +1114,7 @@ impl<T: CopyEntry> XArray<T> {
                 let _guard = self.lock();
                 // SAFETY: the lock is held.
                 let entry = unsafe { xas.load() };
-                // SAFETY: `xa_is_internal` only looks at the bits of the word.
-                if entry.is_null() || unsafe { bindings::xa_is_internal(entry) } {
+                if entry.is_null() || word::is_internal(entry) {
                     // Nothing, smaller entries (a node) or a reservation: nothing to split.
                     return Ok(());
                 }
@@ -1219,8 +1206,7 @@ impl<T: CopyEntry> XArray<T> {
             xas.set_order(first, order);
             // SAFETY: the lock is held (`guard`).
             let entry = unsafe { xas.load() };
-            // SAFETY: `xa_is_node` only looks at the bits of the word.
-            if !entry.is_null() && !unsafe { bindings::xa_is_node(entry) } {
+            if !entry.is_null() && !word::is_node(entry) {
                 // SAFETY: `xas` is at the entry and the lock is held.
                 let cur = unsafe { xas.get_order() };
                 if cur > order {
@@ -1253,7 +1239,7 @@ impl<T: CopyEntry> XArray<T> {
             xas.set_order(target.0, target.1);
             // SAFETY: the lock is held; `XA_ZERO_ENTRY` is `xa_mk_internal(257)`, a reservation,
             // and the target holds no entry, so nothing is overwritten.
-            unsafe { xas.store(bindings::xa_mk_internal(257)) };
+            unsafe { xas.store(word::mk_internal(257)) };
             Ok(Some(target))
         })?
     }
@@ -1263,8 +1249,7 @@ impl<T: CopyEntry> XArray<T> {
         // SAFETY: the array is initialised (type invariant) and its lock is held (`guard`), so
         // the head does not change.
         let head = unsafe { (*guard.xa.as_raw()).xa_head };
-        // SAFETY: `xa_is_node` only looks at the bits of the word.
-        if !unsafe { bindings::xa_is_node(head) } {
+        if !word::is_node(head) {
             return 0;
         }
         // SAFETY: `head` is a node of the array, kept alive by the lock.
@@ -1315,8 +1300,7 @@ impl<T: CopyEntry> XArray<T> {
         let _guard = self.lock();
         // SAFETY: the lock is held.
         let entry = unsafe { xas.load() };
-        // SAFETY: `xa_is_zero` only looks at the bits of the word.
-        let reserved = unsafe { bindings::xa_is_zero(entry) };
+        let reserved = word::is_zero(entry);
         // SAFETY: `xas` is at the reservation, if any, and the lock is held.
         if reserved && unsafe { xas.get_order() } == order {
             // SAFETY: the lock is held; erasing allocates nothing.
