@@ -524,7 +524,12 @@ impl<'a> AttrStore<'a> {
         if start >= end {
             return Err(EINVAL);
         }
-        XaValue::new(value)?;
+        let new = XaValue::new(value)?;
+        if end - start == 1 {
+            if let Some(ret) = self.set_page(start, new, gfp, update) {
+                return ret;
+            }
+        }
         let Some(plan) = self.plan(start, end, value) else {
             // The range has the value already: no hook runs, as in C.
             return Ok(());
@@ -566,6 +571,86 @@ impl<'a> AttrStore<'a> {
         }
         update.after_store();
         Ok(())
+    }
+
+    /// [`AttrStore::set`] of the one index `index`, when the change leaves
+    /// every other entry as it is: the canonical form then has an entry of
+    /// order 0 for `index` (none for 0), and the runs on either side keep
+    /// theirs.  Returns `None`, having changed nothing, when the change is
+    /// not of that kind and needs [`AttrStore::plan`].
+    ///
+    /// That is the case when the entry at `index`, if any, has order 0 and
+    /// no neighbour has `value` (a clear merges with nothing).  The greedy
+    /// form of a run that has a block of order 0 at `index` is the greedy
+    /// form of the part left of `index`, that block, and the greedy form of
+    /// the part right of it; so taking that block out of the run, or putting
+    /// it between two runs of other values, changes no other block.
+    ///
+    /// This is the common conversion of one page, so it does what C does and
+    /// no more: one lock-free walk for the entry and its neighbours, a
+    /// reservation if the entry's node is missing, and the store.
+    fn set_page(
+        &self,
+        index: usize,
+        value: XaValue,
+        gfp: Flags,
+        update: &mut impl Update,
+    ) -> Option<Result> {
+        let new = value.get();
+        let ready = {
+            let r = self.xa.reader();
+            let old = match r.lookup(index) {
+                Slot::Empty => 0,
+                Slot::Entry {
+                    order: 0, entry, ..
+                } => entry.get(),
+                // Part of a larger entry (or a reservation, which only a
+                // change in progress has): that needs splitting.
+                _ => return None,
+            };
+            let has_new =
+                |i: usize| matches!(r.lookup(i), Slot::Entry { entry, .. } if entry.get() == new);
+            if old == new {
+                // Nothing to do; no hook runs, as in C.
+                self.count(r.root_walks(), 0);
+                return Some(Ok(()));
+            }
+            if new != 0
+                && (index.checked_sub(1).is_some_and(has_new)
+                    || index.checked_add(1).is_some_and(has_new))
+            {
+                return None;
+            }
+            // An entry's node holds its replacement; an erase needs no node.
+            let ready = old != 0 || new == 0 || r.storable(index, 0);
+            self.count(r.root_walks(), 0);
+            ready
+        };
+        let mut grown = None;
+        if !ready {
+            if let Err(e) = update.checkpoint() {
+                return Some(Err(e));
+            }
+            if update.alloc_fails() {
+                return Some(Err(ENOMEM));
+            }
+            self.count(2, 1);
+            match self.xa.prepare_store(index, 0, gfp) {
+                Ok(reserved) => grown = reserved.filter(|&r| r != (index, 0)),
+                Err(e) => {
+                    self.xa.release_block(index, 0);
+                    return Some(Err(e));
+                }
+            }
+        }
+        update.before_store();
+        self.store_checked(index, 0, (new != 0).then_some(value), gfp);
+        if let Some((first, order)) = grown {
+            self.count(1, 1);
+            self.xa.release_block(first, order);
+        }
+        update.after_store();
+        Some(Ok(()))
     }
 
     /// Stores `entry` into `block` (erases it for `None`), which was
