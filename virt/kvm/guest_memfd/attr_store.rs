@@ -29,6 +29,10 @@
 //!    an entry replaces are freed a bounded number per locked section (see
 //!    [`AttrStore::store`]).
 //!
+//! A change of one index that leaves every other entry as it is (its entry,
+//! if any, has order 0 and no neighbour has the new value) skips the plan:
+//! see [`AttrStore::set_page`].
+//!
 //! A clear never fails for want of memory: its only allocations are the
 //! splits of the (at most two) entries that straddle its ends, a bounded
 //! number of nodes, which it makes with `__GFP_NOFAIL` if the normal
