@@ -630,23 +630,20 @@ impl<'a> AttrStore<'a> {
             self.count(r.root_walks(), 0);
             ready
         };
-        let mut grown = None;
-        if !ready {
-            if let Err(e) = update.checkpoint() {
+        let block = Block {
+            first: index,
+            order: 0,
+            value: new,
+        };
+        // Nothing straddles the page, so at most the reservation.
+        let grown = match self.prepare(&block, ready, &[None, None], new == 0, gfp, update) {
+            Ok(grown) => grown,
+            Err(e) => {
+                // As `undo`: the failed reservation may have been made.
+                self.xa.release_block(index, 0);
                 return Some(Err(e));
             }
-            if update.alloc_fails() {
-                return Some(Err(ENOMEM));
-            }
-            self.count(2, 1);
-            match self.xa.prepare_store(index, 0, gfp) {
-                Ok(reserved) => grown = reserved.filter(|&r| r != (index, 0)),
-                Err(e) => {
-                    self.xa.release_block(index, 0);
-                    return Some(Err(e));
-                }
-            }
-        }
+        };
         update.before_store();
         self.store_checked(index, 0, (new != 0).then_some(value), gfp);
         if let Some((first, order)) = grown {
