@@ -85,6 +85,12 @@ use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 /// assert!(core::ptr::eq(kept.as_raw(), next.as_raw()));
 /// drop(kept);
 ///
+/// // Nothing maps the file: unmapping finds nothing to do, and keeps the folios.
+/// mapping.unmap_range(0, 0);
+/// let kept = mapping.grab_folio(4)?;
+/// assert!(core::ptr::eq(kept.as_raw(), next.as_raw()));
+/// drop(kept);
+///
 /// assert!(!mapping.unevictable());
 /// mapping.set_inaccessible();
 /// assert!(mapping.unevictable());
@@ -185,6 +191,18 @@ impl Mapping {
         // SAFETY: By the type invariants the mapping is valid. `truncate_inode_pages_range`
         // handles any range.
         unsafe { bindings::truncate_inode_pages_range(self.as_raw(), lstart, lend_inclusive) };
+    }
+
+    /// Unmaps pages `first..first + nr` of the file from every user mapping of it
+    /// (`unmap_mapping_pages`), so that the next access faults; `nr == 0` means "to the end of
+    /// the file". Private copies made by writes to private mappings stay. May sleep.
+    ///
+    /// Truncation unmaps the folios it removes one by one; unmapping the range first zaps the
+    /// page tables in one walk per mapping.
+    pub fn unmap_range(&self, first: usize, nr: usize) {
+        // SAFETY: By the type invariants the mapping is valid. `unmap_mapping_pages` handles any
+        // range, takes the locks it needs and may sleep.
+        unsafe { bindings::unmap_mapping_pages(self.as_raw(), first as _, nr as _, false) };
     }
 
     /// Sets the allocation flags used for new folios of the mapping (`mapping_set_gfp_mask`).

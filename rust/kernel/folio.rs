@@ -342,6 +342,16 @@ impl LockedFolio {
         }
     }
 
+    /// Gives up the folio, still locked and with the reference, to C code that takes over both
+    /// (the inverse of [`LockedFolio::from_raw`]).
+    pub fn into_raw(self) -> NonNull<bindings::folio> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the reference is taken out once and
+        // the folio is not unlocked.
+        let folio = unsafe { ManuallyDrop::take(&mut this.folio) };
+        ARef::into_raw(folio).cast()
+    }
+
     /// Unlocks the folio (`folio_unlock`) and returns the reference.
     pub fn unlock(self) -> ARef<Folio> {
         let mut this = ManuallyDrop::new(self);

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory management: user mappings of files.
+//!
+//! What a file needs to be mapped into user space: [`virt::VmaNew`], the vma that
+//! `file_operations::mmap` sets up, and [`fault::VmFault`], the page fault that
+//! `vm_operations_struct::fault` resolves with a page of the file.
+//!
+//! C header: [`include/linux/mm.h`](srctree/include/linux/mm.h)
+
+pub mod fault;
+pub mod virt;
