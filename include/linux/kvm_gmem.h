@@ -60,6 +60,15 @@ long kvm_gmem_populate(struct kvm *kvm, gfn_t gfn, void __user *src, long npages
 		       kvm_gmem_populate_cb post_populate, void *opaque);
 #endif /* CONFIG_KVM_GENERIC_PRIVATE_MEM */
 
+#if defined(CONFIG_KVM_GUEST_MEMFD_RUST) && defined(CONFIG_KVM_PRIVATE_MEM)
+/*
+ * KVM_CAP_GUEST_MEMFD_FLAGS (6.18 uAPI, Rust only): the GUEST_MEMFD_FLAG_*
+ * that KVM_CREATE_GUEST_MEMFD accepts for @kvm, or that this kernel
+ * supports when @kvm is NULL.
+ */
+u64 kvm_gmem_supported_flags(struct kvm *kvm);
+#endif
+
 #if defined(CONFIG_KVM_GUEST_MEMFD_RUST) && \
 	defined(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)
 /*

@@ -19,6 +19,10 @@ use kernel::{
         file::{FileOperations, LocalFile},
         inode::InodeOperations,
     },
+    mm::{
+        fault::{VmFault, VmOperations},
+        virt::VmaNew,
+    },
     prelude::*,
     warn_on,
 };
@@ -28,8 +32,9 @@ use crate::attributes;
 use crate::{
     bind, fault,
     gmem_file::{GmemBox, GmemFile, Operations},
+    host_map,
     kvm::{Kvm, Memslot, PostPopulate},
-    populate,
+    populate, range,
 };
 
 /// Checks at compile time that the Rust definition of a C entry point has
@@ -52,6 +57,7 @@ matches_c_prototype!(
     kvm_gmem_bind,
     kvm_gmem_unbind,
     kvm_gmem_get_pfn,
+    kvm_gmem_supported_flags,
 );
 #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
 matches_c_prototype!(kvm_gmem_populate);
@@ -72,13 +78,14 @@ fn to_c_int(r: Result) -> c_int {
 // ---------------------------------------------------------------------------
 // Operations tables.
 
-/// `struct file_operations` of a guest_memfd: open, release and fallocate;
-/// everything else is refused by the VFS (read/write `EINVAL`, mmap
-/// `ENODEV`, seek `ESPIPE`).
+/// `struct file_operations` of a guest_memfd: open, release, fallocate and
+/// mmap (which only the 6.18 flags allow); everything else is refused by
+/// the VFS (read/write `EINVAL`, seek `ESPIPE`).
 static GMEM_FOPS: FileOperations = FileOperations::new(bindings::file_operations {
     open: Some(bindings::generic_file_open),
     release: Some(gmem_release),
     fallocate: Some(gmem_fallocate),
+    mmap: Some(gmem_mmap),
     // SAFETY: all-zero is a valid `file_operations`: no owner and no other
     // methods.
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
@@ -103,6 +110,14 @@ static GMEM_IOPS: InodeOperations = InodeOperations::new(bindings::inode_operati
     getattr: Some(gmem_getattr),
     setattr: Some(gmem_setattr),
     // SAFETY: all-zero is a valid `inode_operations`.
+    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+});
+
+/// `struct vm_operations_struct` of a host mapping of a guest_memfd: the
+/// page fault.
+static GMEM_VM_OPS: VmOperations = VmOperations::new(bindings::vm_operations_struct {
+    fault: Some(gmem_fault),
+    // SAFETY: all-zero is a valid `vm_operations_struct`: no other methods.
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
 });
 
@@ -150,6 +165,19 @@ pub unsafe extern "C" fn kvm_gmem_create(
         Ok(fd) => fd as c_int,
         Err(e) => e.to_errno(),
     }
+}
+
+/// `KVM_CAP_GUEST_MEMFD_FLAGS`: the `GUEST_MEMFD_FLAG_*` valid for `kvm`, or
+/// supported at all when `kvm` is null (the capability asked of `/dev/kvm`).
+///
+/// # Safety
+///
+/// `kvm` is a live VM or null.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_gmem_supported_flags(kvm: *mut bindings::kvm) -> u64 {
+    // SAFETY: the caller passes a live VM or null.
+    let kvm = (!kvm.is_null()).then(|| unsafe { Kvm::from_raw(kvm) });
+    range::supported_flags(kvm.map(Kvm::has_private_mem))
 }
 
 /// Binds a new guest_memfd memslot; 0 or a negative errno.
@@ -338,6 +366,42 @@ unsafe extern "C" fn gmem_fallocate(
     // SAFETY: the VFS only calls our fallocate for guest_memfd files.
     let gmem = unsafe { GmemFile::of_gmem_file(file) };
     to_c_int(gmem.fallocate(file, mode, offset, len)) as c_long
+}
+
+/// `file_operations::mmap`: a host mapping of a guest_memfd.
+///
+/// # Safety
+///
+/// Called by `mmap()` with a guest_memfd file it holds a reference on and
+/// the new vma mapping it, under the mmap lock held for writing.
+unsafe extern "C" fn gmem_mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> c_int {
+    // SAFETY: `mmap()` passes a file it holds a reference on and the vma
+    // it is setting up, under the mmap lock.
+    let (file, vma) = unsafe { (LocalFile::from_raw_file(file), VmaNew::from_raw(vma)) };
+    // SAFETY: `mmap()` only calls our mmap for guest_memfd files.
+    let gmem = unsafe { GmemFile::of_gmem_file(file) };
+    // SAFETY: the vma maps this guest_memfd; `gmem_fault` expects that.
+    to_c_int(unsafe { host_map::mmap(gmem, vma, &GMEM_VM_OPS) })
+}
+
+/// `vm_operations_struct::fault`: a host fault on a guest_memfd mapping.
+///
+/// # Safety
+///
+/// Called by the fault path for a vma that `gmem_mmap` set up, which it
+/// keeps alive (with its file) during the call.
+unsafe extern "C" fn gmem_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: the fault path passes the fault it handles, on a file
+    // mapping that it keeps alive.
+    let vmf = unsafe { VmFault::from_raw(vmf) };
+    // SAFETY: only `gmem_mmap` installs this callback, on mappings of
+    // guest_memfd files; the mapping holds a reference on the file, so its
+    // release has not run.
+    let gmem = unsafe { GmemFile::of_gmem_file(vmf.file()) };
+    host_map::fault(gmem, vmf).as_raw()
 }
 
 /// `address_space_operations::migrate_folio`: guest_memfd pages never move.

@@ -3,10 +3,12 @@
 //! guest_memfd in Rust: KVM's guest-first memory.
 //!
 //! A guest_memfd is an anonymous-inode file bound to one VM whose pages back
-//! the VM's private memory.  Host userspace cannot read, write or map it; it
-//! can only size it at creation, allocate and punch holes with
-//! `fallocate()`, and bind ranges of it to memslots.  KVM's private-fault
-//! path gets pfns from it with `kvm_gmem_get_pfn()`.
+//! the VM's private memory.  Host userspace cannot read or write it; it can
+//! size it at creation, allocate and punch holes with `fallocate()`, and
+//! bind ranges of it to memslots.  KVM's private-fault path gets pfns from
+//! it with `kvm_gmem_get_pfn()`.  Beyond 6.12, a guest_memfd created with
+//! the 6.18 flags can be mapped by the host and fault in shared pages
+//! (`host_map.rs`).
 //!
 //! This crate replaces `virt/kvm/guest_memfd.c` when
 //! `CONFIG_KVM_GUEST_MEMFD_RUST` is set, with the same behaviour and errnos.
@@ -24,6 +26,7 @@ mod bind;
 mod fault;
 pub mod ffi;
 mod gmem_file;
+mod host_map;
 mod kvm;
 mod populate;
 mod range;

@@ -61,6 +61,8 @@ pub(crate) struct GmemFile {
     pub(crate) bindings: XArray<BoundSlot>,
     /// The file's size in bytes; a guest_memfd never changes size.
     size: i64,
+    /// The flags it was created with (`GUEST_MEMFD_FLAG_*`).
+    flags: u64,
     /// The VM this guest_memfd belongs to.  The file pins the VM, not the
     /// other way round.  Declared after `bindings` so that it is dropped
     /// last.
@@ -68,10 +70,11 @@ pub(crate) struct GmemFile {
 }
 
 impl GmemFile {
-    fn new(kvm: ARef<Kvm>, size: i64) -> impl PinInit<Self, Error> {
+    fn new(kvm: ARef<Kvm>, size: i64, flags: u64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             bindings <- XArray::new(AllocKind::Plain),
             size,
+            flags,
             kvm,
         })
     }
@@ -111,6 +114,11 @@ impl GmemFile {
         self.size
     }
 
+    /// Whether the guest_memfd was created with all of `flags`.
+    pub(crate) fn has_flags(&self, flags: u64) -> bool {
+        self.flags & flags == flags
+    }
+
     /// `KVM_CREATE_GUEST_MEMFD`: returns the new file descriptor.
     pub(crate) fn create(
         kvm: &Kvm,
@@ -118,10 +126,11 @@ impl GmemFile {
         flags: u64,
         ops: &'static Operations,
     ) -> Result<u32> {
-        range::check_create(size, flags)?;
+        let supported = range::supported_flags(Some(kvm.has_private_mem()));
+        range::check_create(size, flags, supported)?;
 
         let fd = FileDescriptorReservation::get_unused_fd_flags(0)?;
-        let gmem = KBox::pin_init(Self::new(kvm.into(), size), GFP_KERNEL)?;
+        let gmem = KBox::pin_init(Self::new(kvm.into(), size, flags), GFP_KERNEL)?;
         // SAFETY: the guest_memfd callbacks treat the private data as a
         // `GmemBox`, and the release takes it back; the owner of the
         // table is KVM's module, set by `kvm_gmem_init()`.
@@ -214,6 +223,11 @@ impl GmemFile {
         // The bindings must not change between begin and end.
         let _lock = mapping.invalidate_lock();
         self.invalidate_begin(start, end);
+        if self.has_flags(range::GUEST_MEMFD_FLAG_MMAP) && end > start {
+            // Host mappings, in one walk each; truncation would find
+            // them folio by folio.
+            mapping.unmap_range(start, end - start);
+        }
         mapping.truncate_range(offset, offset + len - 1);
         self.invalidate_end(start, end);
         Ok(())

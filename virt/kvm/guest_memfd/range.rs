@@ -32,14 +32,38 @@ pub(crate) fn page_aligned(v: u64) -> bool {
     v & (PAGE_SIZE - 1) == 0
 }
 
-/// Checks the arguments of `KVM_CREATE_GUEST_MEMFD`.
-///
-/// No flag is defined in 6.12; the size must be positive and page aligned,
-/// with no upper bound.
-pub(crate) fn check_create(size: i64, flags: u64) -> Result {
-    const VALID_FLAGS: u64 = 0;
+/// The number of pages of a guest_memfd of `size` bytes (positive and page
+/// aligned: [`check_create`]).
+pub(crate) fn size_in_pages(size: i64) -> usize {
+    (size as u64 >> PAGE_SHIFT) as usize
+}
 
-    if flags & !VALID_FLAGS != 0 {
+/// `GUEST_MEMFD_FLAG_MMAP` (6.18): the guest_memfd may be mapped by host userspace.
+pub(crate) const GUEST_MEMFD_FLAG_MMAP: u64 = uapi::GUEST_MEMFD_FLAG_MMAP as u64;
+
+/// `GUEST_MEMFD_FLAG_INIT_SHARED` (6.18): the guest_memfd's memory starts out shared, so that
+/// host faults through a mapping get pages.
+pub(crate) const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = uapi::GUEST_MEMFD_FLAG_INIT_SHARED as u64;
+
+/// The creation flags a guest_memfd may have (`KVM_CAP_GUEST_MEMFD_FLAGS`), as 6.18 answers:
+/// `private_mem` is whether the VM has private memory, `None` for no VM (`/dev/kvm`).
+///
+/// A mapping is always allowed; memory that starts out shared only where the VM has no
+/// private memory (on x86, the DEFAULT VM type), or when asked without a VM.
+pub(crate) fn supported_flags(private_mem: Option<bool>) -> u64 {
+    match private_mem {
+        Some(true) => GUEST_MEMFD_FLAG_MMAP,
+        _ => GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+    }
+}
+
+/// Checks the arguments of `KVM_CREATE_GUEST_MEMFD` for a VM whose valid flags are `supported`
+/// ([`supported_flags`]).
+///
+/// Any other flag bit is `EINVAL`; the size must be positive and page aligned, with no upper
+/// bound.
+pub(crate) fn check_create(size: i64, flags: u64, supported: u64) -> Result {
+    if flags & !supported != 0 {
         return Err(EINVAL);
     }
     if size <= 0 || !page_aligned(size as u64) {

@@ -32,16 +32,40 @@ mod tests {
     /// `KVM_CREATE_GUEST_MEMFD` argument checks.
     #[test]
     fn create_case() {
-        assert!(check_create(P, 0).is_ok());
-        assert!(check_create(1 << 40, 0).is_ok());
-        assert!(check_create(i64::MAX & !(P - 1), 0).is_ok());
-        assert!(errno(check_create(P, 1)) == EINVAL.to_errno());
-        assert!(errno(check_create(P, 1 << 63)) == EINVAL.to_errno());
-        assert!(errno(check_create(0, 0)) == EINVAL.to_errno());
-        assert!(errno(check_create(-P, 0)) == EINVAL.to_errno());
-        assert!(errno(check_create(i64::MIN, 0)) == EINVAL.to_errno());
-        assert!(errno(check_create(P + 1, 0)) == EINVAL.to_errno());
-        assert!(errno(check_create(P - 1, 0)) == EINVAL.to_errno());
+        let all = supported_flags(None);
+        assert!(check_create(P, 0, all).is_ok());
+        assert!(check_create(1 << 40, 0, all).is_ok());
+        assert!(check_create(i64::MAX & !(P - 1), 0, all).is_ok());
+        assert!(errno(check_create(P, 1 << 63, all)) == EINVAL.to_errno());
+        assert!(errno(check_create(0, 0, all)) == EINVAL.to_errno());
+        assert!(errno(check_create(-P, 0, all)) == EINVAL.to_errno());
+        assert!(errno(check_create(i64::MIN, 0, all)) == EINVAL.to_errno());
+        assert!(errno(check_create(P + 1, 0, all)) == EINVAL.to_errno());
+        assert!(errno(check_create(P - 1, 0, all)) == EINVAL.to_errno());
+        // Flags are checked before the size.
+        assert!(errno(check_create(0, 1 << 2, all)) == EINVAL.to_errno());
+    }
+
+    /// The 6.18 creation flags: their uAPI values, which VMs may use them, and that every
+    /// other bit is refused.
+    #[test]
+    fn create_flags_case() {
+        let (mmap, shared) = (GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED);
+        assert!(mmap == 1 && shared == 2);
+        // /dev/kvm and a VM without private memory: both; with private memory, no INIT_SHARED.
+        assert!(supported_flags(None) == mmap | shared);
+        assert!(supported_flags(Some(false)) == mmap | shared);
+        assert!(supported_flags(Some(true)) == mmap);
+        for private_mem in [None, Some(false), Some(true)] {
+            let valid = supported_flags(private_mem);
+            for bit in 0..64 {
+                let flag = 1u64 << bit;
+                let ok = check_create(P, flag, valid).is_ok();
+                assert!(ok == (flag & valid != 0));
+            }
+            assert!(check_create(P, valid, valid).is_ok());
+        }
+        assert!(errno(check_create(P, shared, supported_flags(Some(true)))) == EINVAL.to_errno());
     }
 
     /// `fallocate()` mode and alignment checks, and the page span.
