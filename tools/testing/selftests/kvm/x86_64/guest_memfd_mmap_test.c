@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Host mappings of guest_memfd: the 6.18 uAPI (GUEST_MEMFD_FLAG_MMAP,
+ * GUEST_MEMFD_FLAG_INIT_SHARED, KVM_CAP_GUEST_MEMFD_FLAGS) as the Rust
+ * guest_memfd brings it to 6.12.
+ *
+ * - The capability on /dev/kvm and on each VM type, and that
+ *   KVM_CREATE_GUEST_MEMFD accepts exactly the flags it reports.
+ * - mmap(): ENODEV without MMAP, EINVAL for a private mapping.
+ * - Faults: SIGBUS without INIT_SHARED and at or past the end of the file;
+ *   otherwise zeroed pages, shared by every mapping of the file, which a
+ *   punched hole takes away (zeros again) and fallocate() keeps.
+ * - MADV_HUGEPAGE accepted, MADV_COLLAPSE refused; read()/write() still
+ *   fail; a mapping outlives the file descriptor and the VM's.
+ *
+ * With -n, for a kernel without the flags (the C guest_memfd of 6.12, whose
+ * capability reads 0), it checks instead that every flag bit is refused.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include "guest_memfd_common.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+#define NR_PAGES 8
+
+static size_t page_size;
+static sigjmp_buf sigbus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Whether touching @p (writing @val when @write) raises SIGBUS. */
+static bool faults(volatile uint8_t *p, bool write, uint8_t val)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool sigbus = false;
+
+	TEST_ASSERT(!sigaction(SIGBUS, &sa, &old), "sigaction");
+	if (sigsetjmp(sigbus_jmp, 1))
+		sigbus = true;
+	else if (write)
+		*p = val;
+	else
+		(void)*p;
+	TEST_ASSERT(!sigaction(SIGBUS, &old, NULL), "sigaction");
+	return sigbus;
+}
+
+static uint8_t pattern(size_t page, size_t byte)
+{
+	return (uint8_t)(0x5a ^ (page * 31) ^ byte);
+}
+
+static void *map(int fd, size_t len, int flags, off_t off)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, off);
+}
+
+/* Every flag bit alone, and the valid ones together, against @valid. */
+static void test_flags(struct kvm_vm *vm, uint64_t valid, const char *what)
+{
+	uint64_t flag;
+	int fd;
+
+	for (flag = BIT_ULL(0); flag; flag <<= 1) {
+		fd = __vm_create_guest_memfd(vm, page_size, flag);
+		if (flag & valid) {
+			TEST_ASSERT(fd >= 0, "%s: flag 0x%lx should be accepted", what, flag);
+			close(fd);
+		} else {
+			TEST_ASSERT(fd == -1 && errno == EINVAL,
+				    "%s: flag 0x%lx should fail with EINVAL", what, flag);
+		}
+	}
+	if (valid) {
+		fd = __vm_create_guest_memfd(vm, page_size, valid);
+		TEST_ASSERT(fd >= 0, "%s: flags 0x%lx together should be accepted", what, valid);
+		close(fd);
+	}
+	/* Flags are checked first: an invalid size does not hide them. */
+	fd = __vm_create_guest_memfd(vm, page_size + 1, valid);
+	TEST_ASSERT(fd == -1 && errno == EINVAL, "%s: bad size", what);
+}
+
+static void test_mmap_refused(struct kvm_vm *vm)
+{
+	uint64_t flags[] = { 0, GUEST_MEMFD_FLAG_INIT_SHARED };
+	void *p;
+	int fd, i;
+
+	/* Without MMAP, as every guest_memfd of 6.12: ENODEV. */
+	for (i = 0; i < 2; i++) {
+		fd = vm_create_guest_memfd(vm, page_size, flags[i]);
+		p = map(fd, page_size, MAP_SHARED, 0);
+		TEST_ASSERT(p == MAP_FAILED && errno == ENODEV,
+			    "mmap() without MMAP (flags 0x%lx) should fail with ENODEV", flags[i]);
+		close(fd);
+	}
+	/* Private (copy-on-write) mappings: EINVAL. */
+	fd = vm_create_guest_memfd(vm, page_size, GUEST_MEMFD_FLAG_MMAP |
+						  GUEST_MEMFD_FLAG_INIT_SHARED);
+	p = map(fd, page_size, MAP_PRIVATE, 0);
+	TEST_ASSERT(p == MAP_FAILED && errno == EINVAL, "MAP_PRIVATE should fail with EINVAL");
+	close(fd);
+}
+
+/* MMAP alone: the mapping exists, its memory is the guest's: SIGBUS. */
+static void test_private_by_default(struct kvm_vm *vm, const char *what)
+{
+	uint8_t *p;
+	int fd;
+
+	fd = vm_create_guest_memfd(vm, NR_PAGES * page_size, GUEST_MEMFD_FLAG_MMAP);
+	p = map(fd, NR_PAGES * page_size, MAP_SHARED, 0);
+	TEST_ASSERT(p != MAP_FAILED, "%s: mmap() with MMAP should work", what);
+	TEST_ASSERT(faults(p, false, 0), "%s: read without INIT_SHARED should SIGBUS", what);
+	TEST_ASSERT(faults(p + page_size, true, 1),
+		    "%s: write without INIT_SHARED should SIGBUS", what);
+	/* Allocated pages are the guest's too. */
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, NR_PAGES * page_size), "fallocate");
+	TEST_ASSERT(faults(p, false, 0), "%s: read of an allocated page should SIGBUS", what);
+	TEST_ASSERT(!munmap(p, NR_PAGES * page_size), "munmap");
+	close(fd);
+}
+
+static void check_page(uint8_t *p, size_t page, bool zero, const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < page_size; i++) {
+		uint8_t want = zero ? 0 : pattern(page, i);
+
+		TEST_ASSERT(p[page * page_size + i] == want,
+			    "%s: page %zu byte %zu is 0x%x, want 0x%x", what, page, i,
+			    p[page * page_size + i], want);
+	}
+}
+
+static void test_shared(struct kvm_vm *vm)
+{
+	size_t size = NR_PAGES * page_size, page, i;
+	uint8_t *p, *q, *r, buf[16];
+	struct stat st;
+	int fd;
+
+	fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	TEST_ASSERT(!fstat(fd, &st) && st.st_size == size, "fstat size");
+
+	/* Twice the file: the second half is past its end. */
+	p = map(fd, 2 * size, MAP_SHARED, 0);
+	TEST_ASSERT(p != MAP_FAILED, "mmap() of an MMAP | INIT_SHARED guest_memfd");
+	for (page = 0; page < NR_PAGES; page++)
+		check_page(p, page, true, "fresh page");
+	for (page = 0; page < NR_PAGES; page++)
+		for (i = 0; i < page_size; i++)
+			p[page * page_size + i] = pattern(page, i);
+	TEST_ASSERT(faults(p + size, false, 0), "read at i_size should SIGBUS");
+	TEST_ASSERT(faults(p + 2 * size - 1, true, 1), "write past i_size should SIGBUS");
+
+	/* Every mapping sees the same pages, at their file offset. */
+	q = map(fd, size, MAP_SHARED, 0);
+	TEST_ASSERT(q != MAP_FAILED, "second mmap()");
+	for (page = 0; page < NR_PAGES; page++)
+		check_page(q, page, false, "second mapping");
+	r = map(fd, page_size, MAP_SHARED, 3 * page_size);
+	TEST_ASSERT(r != MAP_FAILED, "mmap() at an offset");
+	check_page(r - 3 * page_size, 3, false, "mapping at an offset");
+
+	/* The file cannot be read or written with syscalls. */
+	TEST_ASSERT(read(fd, buf, sizeof(buf)) < 0, "read() should fail");
+	TEST_ASSERT(write(fd, buf, sizeof(buf)) < 0, "write() should fail");
+	TEST_ASSERT(pread(fd, buf, sizeof(buf), 0) < 0, "pread() should fail");
+
+	/* Allocating keeps the data; punching takes it away from every mapping. */
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size), "fallocate");
+	check_page(p, 2, false, "after fallocate");
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       2 * page_size, 2 * page_size), "punch hole");
+	for (page = 0; page < NR_PAGES; page++) {
+		bool hole = page == 2 || page == 3;
+
+		check_page(p, page, hole, "first mapping after punch");
+		check_page(q, page, hole, "second mapping after punch");
+	}
+	check_page(r - 3 * page_size, 3, true, "offset mapping after punch");
+	/* The hole takes new pages. */
+	for (i = 0; i < page_size; i++)
+		q[2 * page_size + i] = pattern(2, i);
+	check_page(p, 2, false, "refilled hole");
+
+	/* THP hints: asking is fine, collapsing is not. */
+	TEST_ASSERT(!madvise(p, size, MADV_HUGEPAGE), "MADV_HUGEPAGE should succeed");
+	TEST_ASSERT(madvise(p, size, MADV_COLLAPSE) == -1 && errno == EINVAL,
+		    "MADV_COLLAPSE should fail with EINVAL");
+
+	/* The mapping holds the file, and the file the VM. */
+	close(fd);
+	check_page(p, 0, false, "after close(guest_memfd)");
+	TEST_ASSERT(!munmap(q, size) && !munmap(r, page_size), "munmap");
+	p[5 * page_size] = 0xa5;
+	TEST_ASSERT(p[5 * page_size] == 0xa5, "write after close");
+	TEST_ASSERT(!munmap(p, 2 * size), "munmap");
+}
+
+static void test_outlives_vm(void)
+{
+	struct kvm_vm *vm = vm_create_barebones();
+	uint8_t *p;
+	int fd;
+
+	fd = vm_create_guest_memfd(vm, page_size, GUEST_MEMFD_FLAG_MMAP |
+						  GUEST_MEMFD_FLAG_INIT_SHARED);
+	p = map(fd, page_size, MAP_SHARED, 0);
+	TEST_ASSERT(p != MAP_FAILED, "mmap()");
+	p[0] = 0x42;
+	close(fd);
+	kvm_vm_free(vm);
+	TEST_ASSERT(p[0] == 0x42 && !faults(p + 1, true, 7) && p[1] == 7,
+		    "the mapping works after the VM's file descriptors are gone");
+	TEST_ASSERT(!munmap(p, page_size), "munmap");
+}
+
+static void help(const char *name)
+{
+	printf("usage: %s [-n]\n"
+	       " -n: the kernel has no 6.18 flags (stock 6.12): check they are refused\n",
+	       name);
+}
+
+int main(int argc, char *argv[])
+{
+	uint64_t all = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+	bool sw_protected, none = false;
+	struct kvm_vm *vm;
+	uint64_t cap;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "nh")) != -1) {
+		switch (opt) {
+		case 'n':
+			none = true;
+			break;
+		default:
+			gmem_usage_exit(opt, argv[0], help);
+		}
+	}
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));
+	page_size = getpagesize();
+	sw_protected = kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM);
+	cap = kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS);
+
+	ksft_print_header();
+	if (none) {
+		/* A kernel without the 6.18 flags: all of them are refused. */
+		TEST_ASSERT(!cap, "KVM_CAP_GUEST_MEMFD_FLAGS is 0x%lx, want 0", cap);
+		ksft_set_plan(1);
+		vm = vm_create_barebones();
+		test_flags(vm, 0, "no KVM_CAP_GUEST_MEMFD_FLAGS");
+		kvm_vm_free(vm);
+		ksft_test_result_pass("no KVM_CAP_GUEST_MEMFD_FLAGS: every flag bit is refused\n");
+		ksft_finished();
+	}
+	ksft_set_plan(5);
+	if (!sw_protected)
+		ksft_print_msg("no KVM_X86_SW_PROTECTED_VM: DEFAULT VMs only\n");
+
+	TEST_ASSERT(cap == all, "KVM_CAP_GUEST_MEMFD_FLAGS on /dev/kvm is 0x%lx, want 0x%lx",
+		    cap, all);
+	vm = vm_create_barebones();
+	TEST_ASSERT(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS) == all,
+		    "a DEFAULT VM allows MMAP and INIT_SHARED");
+	test_flags(vm, all, "DEFAULT VM");
+	if (sw_protected) {
+		struct kvm_vm *pvm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+
+		TEST_ASSERT(vm_check_cap(pvm, KVM_CAP_GUEST_MEMFD_FLAGS) == GUEST_MEMFD_FLAG_MMAP,
+			    "a VM with private memory allows MMAP only");
+		test_flags(pvm, GUEST_MEMFD_FLAG_MMAP, "SW_PROTECTED VM");
+		test_private_by_default(pvm, "SW_PROTECTED VM");
+		kvm_vm_free(pvm);
+	}
+	ksft_test_result_pass("KVM_CAP_GUEST_MEMFD_FLAGS and the flags KVM_CREATE_GUEST_MEMFD takes\n");
+
+	test_mmap_refused(vm);
+	ksft_test_result_pass("mmap(): ENODEV without MMAP, EINVAL for MAP_PRIVATE\n");
+
+	test_private_by_default(vm, "DEFAULT VM");
+	ksft_test_result_pass("MMAP without INIT_SHARED: every access is SIGBUS\n");
+
+	test_shared(vm);
+	ksft_test_result_pass("MMAP | INIT_SHARED: zeroed shared pages, SIGBUS past the end, punch gives zeros\n");
+	kvm_vm_free(vm);
+
+	test_outlives_vm();
+	ksft_test_result_pass("a mapping outlives the guest_memfd's and the VM's descriptors\n");
+	ksft_finished();
+}
