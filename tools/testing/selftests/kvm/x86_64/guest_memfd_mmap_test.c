@@ -37,7 +37,7 @@ static void on_sigbus(int sig)
 }
 
 /* Whether touching @p (writing @val when @write) raises SIGBUS. */
-static bool faults(volatile uint8_t *p, bool write, uint8_t val)
+static bool faults(uint8_t *p, bool write, uint8_t val)
 {
 	struct sigaction sa = { .sa_handler = on_sigbus }, old;
 	bool sigbus = false;
@@ -46,9 +46,9 @@ static bool faults(volatile uint8_t *p, bool write, uint8_t val)
 	if (sigsetjmp(sigbus_jmp, 1))
 		sigbus = true;
 	else if (write)
-		*p = val;
+		WRITE_ONCE(*p, val);
 	else
-		(void)*p;
+		(void)READ_ONCE(*p);
 	TEST_ASSERT(!sigaction(SIGBUS, &old, NULL), "sigaction");
 	return sigbus;
 }
