@@ -44,6 +44,11 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
         slot.clear_file();
         return Err(e);
     }
+    if gmem.has_flags(range::GUEST_MEMFD_FLAG_MMAP) {
+        // As in 6.18: a guest_memfd the host can map backs all of the
+        // slot's memory, shared as well as private.
+        slot.set_gmem_only();
+    }
     // The file reference is dropped even on success: the file pins the VM,
     // not the other way round, and release unbinds what is left.
     Ok(())

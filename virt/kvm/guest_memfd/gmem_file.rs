@@ -165,13 +165,18 @@ impl GmemFile {
         Ok(fd_num)
     }
 
-    /// Zaps the guest's private mappings of file pages `[start, end)` in
-    /// every bound memslot and starts an MMU invalidation, which
+    /// Zaps the guest's mappings of file pages `[start, end)` in every
+    /// bound memslot and starts an MMU invalidation, which
     /// [`Self::invalidate_end`] ends.  The caller holds the invalidate lock
     /// or the bindings lock until then, so that both see the same bindings.
+    ///
+    /// The mappings are the private ones, or, for memory that starts out
+    /// shared (`GUEST_MEMFD_FLAG_INIT_SHARED`, which only VMs without
+    /// private memory have), the shared ones: 6.18's filter.
     pub(crate) fn invalidate_begin(&self, start: usize, end: usize) {
         let mut mmu = None;
         let mut flush = false;
+        let shared = self.has_flags(range::GUEST_MEMFD_FLAG_INIT_SHARED);
 
         for (_, slot) in self.bindings.iter_range(start, end - 1) {
             // SAFETY: the slot is in the bindings, and the caller holds
@@ -184,7 +189,7 @@ impl GmemFile {
                 guard.invalidate_begin();
                 guard
             });
-            flush |= guard.unmap_private(slot, first, last);
+            flush |= guard.unmap(slot, first, last, shared);
         }
         if let Some(guard) = &mmu {
             if flush {

@@ -287,13 +287,15 @@ impl MmuLockGuard<'_> {
         unsafe { bindings::kvm_gmem_shim_mmu_invalidate_end(self.kvm.as_ptr()) };
     }
 
-    /// Zaps the private mappings of gfns `[start, end)` of `slot`, one of
-    /// the VM's memslots; returns whether TLBs must be flushed.
-    pub(crate) fn unmap_private(&self, slot: &Memslot, start: u64, end: u64) -> bool {
+    /// Zaps the guest's mappings of gfns `[start, end)` of `slot`, one of
+    /// the VM's memslots: the shared ones if `shared`, else the private
+    /// ones (the range's attribute filter); returns whether TLBs must be
+    /// flushed.
+    pub(crate) fn unmap(&self, slot: &Memslot, start: u64, end: u64, shared: bool) -> bool {
         // SAFETY: the VM is live, its MMU lock is held (type invariant) and
         // `slot` is live (its type invariant).
         unsafe {
-            bindings::kvm_gmem_shim_unmap_private(self.kvm.as_ptr(), slot.as_ptr(), start, end)
+            bindings::kvm_gmem_shim_unmap(self.kvm.as_ptr(), slot.as_ptr(), start, end, shared)
         }
     }
 
@@ -429,6 +431,16 @@ impl Memslot {
         unsafe {
             bindings::kvm_gmem_shim_slot_set_binding(self.as_ptr(), file.as_ptr(), pgoff as _)
         };
+    }
+
+    /// Marks the new slot as guest_memfd-only (`KVM_MEMSLOT_GMEM_ONLY`):
+    /// KVM then takes its shared pages from the guest_memfd too.  Only for
+    /// a slot being bound, which KVM has not published yet.
+    pub(crate) fn set_gmem_only(&self) {
+        // SAFETY: the slot is live (type invariant) and not yet visible to
+        // anyone else (the caller binds a new slot), so its flags may be
+        // written.
+        unsafe { bindings::kvm_gmem_shim_slot_set_gmem_only(self.as_ptr()) };
     }
 
     /// Clears the slot's file pointer, keeping its offset.

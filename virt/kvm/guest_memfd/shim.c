@@ -94,6 +94,11 @@ void kvm_gmem_shim_slot_set_binding(struct kvm_memory_slot *slot,
 	WRITE_ONCE(slot->gmem.file, file);
 }
 
+void kvm_gmem_shim_slot_set_gmem_only(struct kvm_memory_slot *slot)
+{
+	slot->flags |= KVM_MEMSLOT_GMEM_ONLY;
+}
+
 bool kvm_gmem_shim_slot_can_be_private(const struct kvm_memory_slot *slot)
 {
 	return kvm_slot_can_be_private(slot);
@@ -124,16 +129,15 @@ void kvm_gmem_shim_mmu_invalidate_end(struct kvm *kvm)
 	kvm_mmu_invalidate_end(kvm);
 }
 
-bool kvm_gmem_shim_unmap_private(struct kvm *kvm, struct kvm_memory_slot *slot,
-				 u64 start_gfn, u64 end_gfn)
+bool kvm_gmem_shim_unmap(struct kvm *kvm, struct kvm_memory_slot *slot,
+			 u64 start_gfn, u64 end_gfn, bool shared)
 {
 	struct kvm_gfn_range range = {
 		.start = start_gfn,
 		.end = end_gfn,
 		.slot = slot,
 		.may_block = true,
-		/* guest_memfd backs only private mappings. */
-		.attr_filter = KVM_FILTER_PRIVATE,
+		.attr_filter = shared ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE,
 	};
 
 	return kvm_mmu_unmap_gfn_range(kvm, &range);

@@ -36,16 +36,17 @@ struct address_space *kvm_gmem_shim_slot_file_mapping(const struct kvm_memory_sl
 struct file **kvm_gmem_shim_slot_file_slot(struct kvm_memory_slot *slot);
 void kvm_gmem_shim_slot_set_binding(struct kvm_memory_slot *slot,
 				    struct file *file, unsigned long pgoff);
+void kvm_gmem_shim_slot_set_gmem_only(struct kvm_memory_slot *slot);
 bool kvm_gmem_shim_slot_can_be_private(const struct kvm_memory_slot *slot);
 struct kvm_memory_slot *kvm_gmem_shim_gfn_to_memslot(struct kvm *kvm, u64 gfn);
 
-/* Zapping private mappings: mmu_lock, invalidation and TLB flushes. */
+/* Zapping guest mappings: mmu_lock, invalidation and TLB flushes. */
 void kvm_gmem_shim_mmu_lock(struct kvm *kvm);
 void kvm_gmem_shim_mmu_unlock(struct kvm *kvm);
 void kvm_gmem_shim_mmu_invalidate_begin(struct kvm *kvm);
 void kvm_gmem_shim_mmu_invalidate_end(struct kvm *kvm);
-bool kvm_gmem_shim_unmap_private(struct kvm *kvm, struct kvm_memory_slot *slot,
-				 u64 start_gfn, u64 end_gfn);
+bool kvm_gmem_shim_unmap(struct kvm *kvm, struct kvm_memory_slot *slot,
+			 u64 start_gfn, u64 end_gfn, bool shared);
 void kvm_gmem_shim_flush_remote_tlbs(struct kvm *kvm);
 
 /* Arch hooks (SEV-SNP); no-ops where the architecture has none. */
