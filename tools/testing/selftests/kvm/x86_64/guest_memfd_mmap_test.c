@@ -12,6 +12,11 @@
  *   punched hole takes away (zeros again) and fallocate() keeps.
  * - MADV_HUGEPAGE accepted, MADV_COLLAPSE refused; read()/write() still
  *   fail; a mapping outlives the file descriptor and the VM's.
+ * - guest_memfd-only memslots: on a DEFAULT VM (KVM_CAP_GUEST_MEMFD is 1
+ *   there) a memslot bound to an MMAP guest_memfd takes its shared memory
+ *   from it, with userspace_addr 0 or the host mapping: the vCPU and the
+ *   host see each other's writes, a punched hole reads zeros; without MMAP
+ *   shared memory still comes from userspace_addr.
  *
  * With -n, for a kernel without the flags (the C guest_memfd of 6.12, whose
  * capability reads 0), it checks instead that every flag bit is refused.
@@ -227,6 +232,99 @@ static void test_outlives_vm(void)
 	TEST_ASSERT(!munmap(p, page_size), "munmap");
 }
 
+#define GMEM_GPA	(4ull << 30)
+#define GMEM_SLOT	10
+
+/*
+ * The vCPU's side: page i of the slot holds seed + i, written by the host
+ * through its mapping; it writes ~(seed + i) back, and after the host
+ * punched page 1 it reads zeros there.
+ */
+static void guest_code(uint64_t gpa, uint64_t npages, uint64_t seed)
+{
+	uint64_t i;
+
+	for (i = 0; i < npages; i++) {
+		uint64_t *p = (uint64_t *)(gpa + i * 4096);
+
+		GUEST_ASSERT_EQ(READ_ONCE(*p), seed + i);
+		WRITE_ONCE(*p, ~(seed + i));
+	}
+	GUEST_SYNC(1);
+	GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)(gpa + 4096)), 0);
+	GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)gpa), ~seed);
+	GUEST_DONE();
+}
+
+/*
+ * A DEFAULT VM whose memory at 4 GiB is a guest_memfd-only memslot (6.18):
+ * the vCPU sees what the host wrote through the mapping and the other way
+ * round, with the slot's userspace_addr 0 (@hva false) as mainline's test
+ * binds it, or the host mapping (@hva true).  A punched hole reads zeros.
+ */
+static void test_gmem_only_slot(bool hva)
+{
+	size_t npages = NR_PAGES, size = npages * page_size, i;
+	uint64_t seed = 0x1234567800000000ull | hva;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint64_t *p;
+	int fd;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	p = map(fd, size, MAP_SHARED, 0);
+	TEST_ASSERT(p != MAP_FAILED, "mmap()");
+	for (i = 0; i < npages; i++)
+		p[i * page_size / 8] = seed + i;
+	vm_set_user_memory_region2(vm, GMEM_SLOT, KVM_MEM_GUEST_MEMFD, GMEM_GPA, size,
+				   hva ? p : NULL, fd, 0);
+	virt_map(vm, GMEM_GPA, GMEM_GPA, npages);
+	vcpu_args_set(vcpu, 3, GMEM_GPA, npages, seed);
+
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_SYNC), NULL), UCALL_SYNC);
+	for (i = 0; i < npages; i++)
+		TEST_ASSERT(p[i * page_size / 8] == ~(seed + i),
+			    "the host sees the guest's write to page %zu", i);
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       page_size, page_size), "punch hole");
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_DONE), NULL), UCALL_DONE);
+
+	TEST_ASSERT(!munmap(p, size), "munmap");
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+/*
+ * A guest_memfd without MMAP on a DEFAULT VM (6.18 allows the binding):
+ * shared memory still comes from userspace_addr, not the guest_memfd.
+ */
+static void test_plain_gmem_slot(void)
+{
+	size_t npages = 2, size = npages * page_size;
+	uint64_t seed = 0xabcd000000000000ull;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint64_t *p;
+	int fd;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	fd = vm_create_guest_memfd(vm, size, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(p != MAP_FAILED, "anonymous mmap()");
+	p[0] = seed;
+	p[page_size / 8] = seed + 1;
+	vm_set_user_memory_region2(vm, GMEM_SLOT, KVM_MEM_GUEST_MEMFD, GMEM_GPA, size, p, fd, 0);
+	virt_map(vm, GMEM_GPA, GMEM_GPA, npages);
+	vcpu_args_set(vcpu, 3, GMEM_GPA, npages, seed);
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_SYNC), NULL), UCALL_SYNC);
+	TEST_ASSERT(p[0] == ~seed && p[page_size / 8] == ~(seed + 1),
+		    "the guest wrote the anonymous memory");
+	TEST_ASSERT(!munmap(p, size), "munmap");
+	close(fd);
+	kvm_vm_free(vm);
+}
+
 static void help(const char *name)
 {
 	printf("usage: %s [-n]\n"
@@ -267,13 +365,15 @@ int main(int argc, char *argv[])
 		ksft_test_result_pass("no KVM_CAP_GUEST_MEMFD_FLAGS: every flag bit is refused\n");
 		ksft_finished();
 	}
-	ksft_set_plan(5);
+	ksft_set_plan(7);
 	if (!sw_protected)
 		ksft_print_msg("no KVM_X86_SW_PROTECTED_VM: DEFAULT VMs only\n");
 
 	TEST_ASSERT(cap == all, "KVM_CAP_GUEST_MEMFD_FLAGS on /dev/kvm is 0x%lx, want 0x%lx",
 		    cap, all);
 	vm = vm_create_barebones();
+	TEST_ASSERT(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD) == 1,
+		    "KVM_CAP_GUEST_MEMFD is 1 on a DEFAULT VM");
 	TEST_ASSERT(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS) == all,
 		    "a DEFAULT VM allows MMAP and INIT_SHARED");
 	test_flags(vm, all, "DEFAULT VM");
@@ -300,5 +400,12 @@ int main(int argc, char *argv[])
 
 	test_outlives_vm();
 	ksft_test_result_pass("a mapping outlives the guest_memfd's and the VM's descriptors\n");
+
+	test_gmem_only_slot(false);
+	test_gmem_only_slot(true);
+	ksft_test_result_pass("guest_memfd-only memslot: the vCPU and the host share its pages\n");
+
+	test_plain_gmem_slot();
+	ksft_test_result_pass("guest_memfd without MMAP: shared memory from userspace_addr\n");
 	ksft_finished();
 }
