@@ -24,6 +24,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "guest_memfd_common.h"
 
@@ -152,8 +153,9 @@ static void test_shared(struct kvm_vm *vm)
 {
 	size_t size = NR_PAGES * page_size, page, i;
 	uint8_t *p, *q, *r, buf[16];
+	int fd, status;
 	struct stat st;
-	int fd;
+	pid_t pid;
 
 	fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
 	TEST_ASSERT(!fstat(fd, &st) && st.st_size == size, "fstat size");
@@ -199,6 +201,27 @@ static void test_shared(struct kvm_vm *vm)
 	for (i = 0; i < page_size; i++)
 		q[2 * page_size + i] = pattern(2, i);
 	check_page(p, 2, false, "refilled hole");
+
+	/* A child shares the mapping: it sees a punch done by the parent. */
+	check_page(p, 6, false, "before fork");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		/* Wait for the parent's punch, then read the page. */
+		while (READ_ONCE(p[7 * page_size]) != 0xee)
+			usleep(1000);
+		for (i = 0; i < page_size; i++)
+			if (p[6 * page_size + i])
+				_exit(1);
+		p[6 * page_size] = 0x77;
+		_exit(0);
+	}
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       6 * page_size, page_size), "punch hole with a child mapping it");
+	WRITE_ONCE(p[7 * page_size], 0xee);
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		    !WEXITSTATUS(status), "the child read zeros after the parent's punch");
+	TEST_ASSERT(p[6 * page_size] == 0x77, "the parent sees the child's write");
 
 	/* THP hints: asking is fine, collapsing is not. */
 	TEST_ASSERT(!madvise(p, size, MADV_HUGEPAGE), "MADV_HUGEPAGE should succeed");
@@ -395,7 +418,7 @@ int main(int argc, char *argv[])
 	ksft_test_result_pass("MMAP without INIT_SHARED: every access is SIGBUS\n");
 
 	test_shared(vm);
-	ksft_test_result_pass("MMAP | INIT_SHARED: zeroed shared pages, SIGBUS past the end, punch gives zeros\n");
+	ksft_test_result_pass("MMAP | INIT_SHARED: zeroed shared pages, SIGBUS past the end, punch gives zeros, also to a forked child\n");
 	kvm_vm_free(vm);
 
 	test_outlives_vm();
