@@ -58,6 +58,12 @@ NOISE = 'noise'          # spread reaches 1.0
 ONE_BOOT = 'one-boot'    # one figure on a kernel: no spread to judge
 UNDEFINED = 'undefined'  # no ratio for the unit or the figures
 MISSING = 'missing'      # no figure at all on a kernel
+RUST_ONLY = 'rust-only'  # a metric of the 6.18 uAPI, which only Rust has
+
+# Metrics of what only the Rust guest_memfd has (the 6.18 uAPI): the C
+# kernel skips them, which leaves the report complete; each is shown beside
+# its partner on anonymous memory (the name with _anon for _gmem).
+RUST_ONLY_METRICS = ('mmap_touch_256m_gmem', 'fault_shared_256m_gmem')
 
 SPREAD_TEXT = ('lowest..highest ratio of any C boot to any Rust boot; '
                '"within noise": the spread reaches 1.0')
@@ -152,7 +158,10 @@ def analyse(boots: list) -> dict:
         if figures['c'] and figures['rust']:
             entry = compare(unit, figures['c'], figures['rust'])
         else:
-            entry = {'unit': unit, 'ratio': None, 'spread': None, 'verdict': MISSING}
+            verdict = MISSING
+            if name in RUST_ONLY_METRICS and figures['rust'] and not figures['c']:
+                verdict = RUST_ONLY
+            entry = {'unit': unit, 'ratio': None, 'spread': None, 'verdict': verdict}
             for impl in IMPLS:
                 entry[impl] = statistics.median(figures[impl]) if figures[impl] else None
         for impl in IMPLS:
@@ -179,6 +188,8 @@ def note(entry: dict, nboots: dict) -> str:
              UNDEFINED: 'no ratio'}.get(v, '')
     if v == MISSING:
         notes = 'missing on ' + ' and '.join(LABEL[i] for i in IMPLS if entry[i] is None)
+    if v == RUST_ONLY:
+        notes = 'Rust only (6.18 uAPI)'
     short = [f'{LABEL[i]} {sum(x is not None for x in entry[f"{i}_boots"])}/{nboots[i]} boots'
              for i in IMPLS
              if entry[i] is not None and None in entry[f'{i}_boots']]
@@ -193,7 +204,7 @@ def table(metrics: dict, nboots: dict) -> list:
         for impl in IMPLS:
             if e[impl] is None:
                 side[impl] = '-'
-            elif e['verdict'] == MISSING:
+            elif e['verdict'] in (MISSING, RUST_ONLY):
                 side[impl] = fmt(e[impl])
             else:
                 side[impl] = f"{fmt(e[impl])} [{fmt(e[impl + '_min'])}..{fmt(e[impl + '_max'])}]"
@@ -233,7 +244,16 @@ def summary(metrics: dict, failed: list) -> list:
         if one:
             lines.append(f'not judged, one boot on a kernel: {", ".join(one)}')
         lines.append('below 1.0x outside noise: ' + (', '.join(worse) if worse else 'none'))
-    other = [n for n in metrics if n not in compared]
+    for name in RUST_ONLY_METRICS:
+        e, anon = metrics.get(name), metrics.get(name.replace('_gmem', '_anon'))
+        if not e or e['verdict'] != RUST_ONLY:
+            continue
+        line = f'Rust only: {name} {fmt(e["rust"])} {e["unit"]}'
+        if anon and anon.get('rust'):
+            line += (f', anonymous memory {fmt(anon["rust"])} on Rust: '
+                     f'{fmt(e["rust"] / anon["rust"])}x of it')
+        lines.append(line)
+    other = [n for n in metrics if n not in compared and metrics[n]['verdict'] != RUST_ONLY]
     if other:
         lines.append(f'no ratio: {", ".join(other)}')
     for b in failed:

@@ -144,6 +144,32 @@ def test_metric_missing_on_one_kernel_has_no_ratio():
     assert br.note(e, {'c': 3, 'rust': 3}) == 'missing on Rust'
 
 
+def test_rust_only_metric_is_not_missing():
+    # The 6.18 uAPI metrics: the C kernel skips them.
+    e = one('pages/s', [None, None], [2000, 2200])
+    assert e['verdict'] == br.MISSING  # an ordinary metric: incomplete
+    metrics = br.analyse(boots('mmap_touch_256m_gmem', 'pages/s', [None, None], [2000, 2200]))
+    e = metrics['mmap_touch_256m_gmem']
+    assert e['verdict'] == br.RUST_ONLY and e['ratio'] is None and e['rust'] == 2100
+    assert br.note(e, {'c': 2, 'rust': 2}) == 'Rust only (6.18 uAPI)'
+    # Missing on Rust is still missing.
+    metrics = br.analyse(boots('mmap_touch_256m_gmem', 'pages/s', [2000, 2000], [None, None]))
+    assert metrics['mmap_touch_256m_gmem']['verdict'] == br.MISSING
+
+
+def test_rust_only_metric_is_shown_beside_anonymous_memory():
+    out = []
+    for i in range(2):
+        out.append(br.make_boot('c', i + 1, 0, output(
+            fault_shared_256m_anon=('pages/s', 4000))))
+        out.append(br.make_boot('rust', i + 1, 0, output(
+            fault_shared_256m_anon=('pages/s', 4000), fault_shared_256m_gmem=('pages/s', 3000))))
+    lines = br.summary(br.analyse(out), [])
+    assert ('Rust only: fault_shared_256m_gmem 3000 pages/s, anonymous memory 4000 on Rust: '
+            '0.75x of it') in lines
+    assert not any(ln.startswith('no ratio') for ln in lines)
+
+
 # ---------------------------------------------------------------------------
 # The report
 

@@ -37,7 +37,18 @@
  *   attr_lookup_slot_16g (us): KVM_SET_USER_MEMORY_REGION2 creating a
  *	16 GiB memslot (no guest_memfd) over a PRIVATE range, where x86 KVM
  *	computes the huge page "mixed" flags from the attributes of every
- *	2 MiB and 1 GiB block.
+ *	2 MiB and 1 GiB block;
+ *   mmap_touch_256m_gmem, mmap_touch_256m_anon (pages/s): the host writing
+ *	one byte to each 4 KiB page of a fresh 256 MiB shared mapping of a
+ *	GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED guest_memfd (6.18
+ *	uAPI), and of private anonymous memory;
+ *   fault_shared_256m_gmem, fault_shared_256m_anon (pages/s): as
+ *	fault_private_256m, on a DEFAULT VM whose 256 MiB memslot is
+ *	guest_memfd-only (an MMAP | INIT_SHARED guest_memfd, userspace_addr 0),
+ *	and anonymous memory.
+ *
+ * The *_gmem metrics need the 6.18 flags (KVM_CAP_GUEST_MEMFD_FLAGS); a
+ * kernel without them (the C guest_memfd) skips them with a "#" line.
  *
  * -m takes a comma-separated list of metric names or shell patterns
  * ("attr_set_*") and measures only those; -q is a quick smoke run: one run,
@@ -95,6 +106,10 @@ static const char * const other_metrics[] = {
 	"convert_4k",
 	"convert_2m",
 	"attr_lookup_slot_16g",
+	"mmap_touch_256m_gmem",
+	"mmap_touch_256m_anon",
+	"fault_shared_256m_gmem",
+	"fault_shared_256m_anon",
 };
 
 static const struct vm_shape protected_shape = {
@@ -681,6 +696,115 @@ static void check_filter(void)
 	free(list);
 }
 
+/* Whether guest_memfds can be mapped and start out shared (6.18 uAPI). */
+static bool have_shared_gmem(const char *name)
+{
+	const uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+
+	if ((kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & flags) == flags)
+		return true;
+	printf("# %s: skipped: no GUEST_MEMFD_FLAG_MMAP | INIT_SHARED on this kernel\n", name);
+	return false;
+}
+
+/*
+ * The host's first touch of a 256 MiB shared mapping: of a guest_memfd
+ * (@gmem) or of private anonymous memory.
+ */
+static void bench_mmap_touch(bool gmem)
+{
+	const char *name = gmem ? "mmap_touch_256m_gmem" : "mmap_touch_256m_anon";
+	const uint64_t size = quick ? SZ_16M : SZ_256M;
+	const uint64_t pages = size / PAGE_SIZE;
+	struct kvm_vm *vm;
+	double *rate, t0, t1;
+	uint64_t off;
+	uint8_t *p;
+	int i, fd;
+
+	if (!wanted(name) || (gmem && !have_shared_gmem(name)))
+		return;
+	if (quick)
+		printf("# %s: quick mode, on 16 MiB instead of 256 MiB\n", name);
+
+	rate = alloc_samples();
+	for (i = 0; i < nr_runs; i++) {
+		vm = vm_create_barebones();
+		fd = -1;
+		if (gmem) {
+			fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP |
+							     GUEST_MEMFD_FLAG_INIT_SHARED);
+			p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		} else {
+			p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		}
+		TEST_ASSERT(p != MAP_FAILED, "mmap() for %s", name);
+		t0 = gmem_now_us();
+		for (off = 0; off < size; off += PAGE_SIZE)
+			WRITE_ONCE(p[off], 1);
+		t1 = gmem_now_us();
+		TEST_ASSERT(!munmap(p, size), "munmap");
+		if (fd >= 0)
+			close(fd);
+		kvm_vm_free(vm);
+		rate[i] = pages / ((t1 - t0) / 1e6);
+		printf("# run %d: %lu pages touched in %.1f ms\n", i + 1, pages, (t1 - t0) / 1e3);
+	}
+	report(name, "pages/s", rate, nr_runs);
+	free(rate);
+}
+
+/*
+ * A guest faulting in 256 MiB of shared memory of a DEFAULT VM: a
+ * guest_memfd-only memslot (@gmem; userspace_addr 0) or anonymous memory.
+ */
+static void bench_fault_shared(bool gmem)
+{
+	const char *name = gmem ? "fault_shared_256m_gmem" : "fault_shared_256m_anon";
+	const uint64_t size = quick ? SZ_16M : SZ_256M;
+	const uint64_t pages = size / PAGE_SIZE;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	double *rate, t0, t1;
+	uint64_t cmd;
+	int i, fd;
+
+	if (!wanted(name) || (gmem && !have_shared_gmem(name)))
+		return;
+	if (quick)
+		printf("# %s: quick mode, on 16 MiB instead of 256 MiB\n", name);
+
+	rate = alloc_samples();
+	for (i = 0; i < nr_runs; i++) {
+		vm = __vm_create_shape_with_one_vcpu(VM_SHAPE_DEFAULT, &vcpu, 16, guest_fault);
+		fd = -1;
+		if (gmem) {
+			fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP |
+							     GUEST_MEMFD_FLAG_INIT_SHARED);
+			vm_set_user_memory_region2(vm, BENCH_SLOT, KVM_MEM_GUEST_MEMFD, BENCH_GPA,
+						   size, NULL, fd, 0);
+		} else {
+			vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, BENCH_GPA, BENCH_SLOT,
+				   size / vm->page_size, 0, -1, 0);
+		}
+		virt_map_level(vm, BENCH_GPA, BENCH_GPA, size, PG_LEVEL_2M);
+		vcpu_args_set(vcpu, 2, BENCH_GPA, size);
+		t0 = gmem_now_us();
+		cmd = run_to_ucall(vcpu);
+		t1 = gmem_now_us();
+		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+		if (fd >= 0)
+			close(fd);
+		kvm_vm_free(vm);
+		rate[i] = pages / ((t1 - t0) / 1e6);
+		printf("# run %d: %lu shared pages faulted in %.1f ms\n",
+		       i + 1, pages, (t1 - t0) / 1e3);
+	}
+	report(name, "pages/s", rate, nr_runs);
+	free(rate);
+}
+
 static void print_usage(const char *name)
 {
 	printf("usage: %s [-r RUNS] [-q] [-m METRICS] [-h]\n"
@@ -690,7 +814,8 @@ static void print_usage(const char *name)
 	       "metrics: attr_set_{4k,2m,1g,16g} attr_clear_{4k,2m,1g,16g}\n"
 	       "         attr_mem_4g attr_mem_4g_unaligned attr_mem_4g_frag\n"
 	       "         gmem_create_close falloc_alloc_1g falloc_punch_1g\n"
-	       "         fault_private_256m convert_4k convert_2m attr_lookup_slot_16g\n",
+	       "         fault_private_256m convert_4k convert_2m attr_lookup_slot_16g\n"
+	       "         mmap_touch_256m_{gmem,anon} fault_shared_256m_{gmem,anon}\n",
 	       name);
 }
 
@@ -737,6 +862,10 @@ int main(int argc, char *argv[])
 	bench_convert("convert_4k", PAGE_SIZE, quick ? 20 : 500);
 	bench_convert("convert_2m", SZ_2M, quick ? 5 : 100);
 	bench_attr_lookup();
+	bench_mmap_touch(true);
+	bench_mmap_touch(false);
+	bench_fault_shared(true);
+	bench_fault_shared(false);
 
 	return 0;
 }
