@@ -17,7 +17,17 @@ use crate::{
 /// Errors: `EBADF` for a bad fd; `EINVAL` if the fd is not a guest_memfd of
 /// this VM, if the offset is unaligned or the slot does not fit in the file,
 /// or if part of the range is already bound.  On failure nothing changes.
-pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operations) -> Result {
+///
+/// # Safety
+///
+/// `slot` is being created: KVM has not published it yet.
+pub(crate) unsafe fn bind(
+    kvm: &Kvm,
+    slot: &Memslot,
+    fd: u32,
+    offset: u64,
+    ops: &Operations,
+) -> Result {
     let file = LocalFile::fget(fd)?;
     let gmem = GmemFile::of(&file, ops).ok_or(EINVAL)?;
     if !core::ptr::eq(gmem.kvm(), kvm) {
@@ -47,7 +57,8 @@ pub(crate) fn bind(kvm: &Kvm, slot: &Memslot, fd: u32, offset: u64, ops: &Operat
     if gmem.has_flags(range::GUEST_MEMFD_FLAG_MMAP) {
         // As in 6.18: a guest_memfd the host can map backs all of the
         // slot's memory, shared as well as private.
-        slot.set_gmem_only();
+        // SAFETY: the slot is not published yet (our caller guarantees it).
+        unsafe { slot.set_gmem_only() };
     }
     // The file reference is dropped even on success: the file pins the VM,
     // not the other way round, and release unbinds what is left.

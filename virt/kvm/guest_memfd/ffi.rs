@@ -184,8 +184,8 @@ pub unsafe extern "C" fn kvm_gmem_supported_flags(kvm: *mut bindings::kvm) -> u6
 ///
 /// # Safety
 ///
-/// `kvm` is a live VM, `slot` a new memslot of it; the caller holds
-/// `slots_lock`.
+/// `kvm` is a live VM, `slot` a new memslot of it that KVM has not
+/// published yet; the caller holds `slots_lock`.
 #[no_mangle]
 pub unsafe extern "C" fn kvm_gmem_bind(
     kvm: *mut bindings::kvm,
@@ -196,7 +196,8 @@ pub unsafe extern "C" fn kvm_gmem_bind(
     // SAFETY: the caller passes a live VM and one of its new memslots,
     // which has no guest_memfd yet.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
-    to_c_int(bind::bind(kvm, slot, fd, offset, &OPS))
+    // SAFETY: the caller passes a memslot it has not published yet.
+    to_c_int(unsafe { bind::bind(kvm, slot, fd, offset, &OPS) })
 }
 
 /// Unbinds a guest_memfd memslot that is being deleted.

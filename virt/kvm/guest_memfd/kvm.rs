@@ -434,11 +434,15 @@ impl Memslot {
     }
 
     /// Marks the new slot as guest_memfd-only (`KVM_MEMSLOT_GMEM_ONLY`):
-    /// KVM then takes its shared pages from the guest_memfd too.  Only for
-    /// a slot being bound, which KVM has not published yet.
-    pub(crate) fn set_gmem_only(&self) {
+    /// KVM then takes its shared pages from the guest_memfd too.
+    ///
+    /// # Safety
+    ///
+    /// The slot is being created: KVM has not published it yet, so nobody
+    /// else reads its flags.
+    pub(crate) unsafe fn set_gmem_only(&self) {
         // SAFETY: the slot is live (type invariant) and not yet visible to
-        // anyone else (the caller binds a new slot), so its flags may be
+        // anyone else (the caller guarantees it), so its flags may be
         // written.
         unsafe { bindings::kvm_gmem_shim_slot_set_gmem_only(self.as_ptr()) };
     }
