@@ -708,6 +708,19 @@ static bool have_shared_gmem(const char *name)
 }
 
 /*
+ * Whether to measure the shared-memory metric @name (a guest_memfd one, @gmem,
+ * needs the 6.18 flags); in quick mode, says that it runs on less.
+ */
+static bool measure_shared(const char *name, bool gmem)
+{
+	if (!wanted(name) || (gmem && !have_shared_gmem(name)))
+		return false;
+	if (quick)
+		printf("# %s: quick mode, on 16 MiB instead of 256 MiB\n", name);
+	return true;
+}
+
+/*
  * The host's first touch of a 256 MiB shared mapping: of a guest_memfd
  * (@gmem) or of private anonymous memory.
  */
@@ -722,10 +735,8 @@ static void bench_mmap_touch(bool gmem)
 	uint8_t *p;
 	int i, fd;
 
-	if (!wanted(name) || (gmem && !have_shared_gmem(name)))
+	if (!measure_shared(name, gmem))
 		return;
-	if (quick)
-		printf("# %s: quick mode, on 16 MiB instead of 256 MiB\n", name);
 
 	rate = alloc_samples();
 	for (i = 0; i < nr_runs; i++) {
@@ -770,10 +781,8 @@ static void bench_fault_shared(bool gmem)
 	uint64_t cmd;
 	int i, fd;
 
-	if (!wanted(name) || (gmem && !have_shared_gmem(name)))
+	if (!measure_shared(name, gmem))
 		return;
-	if (quick)
-		printf("# %s: quick mode, on 16 MiB instead of 256 MiB\n", name);
 
 	rate = alloc_samples();
 	for (i = 0; i < nr_runs; i++) {
