@@ -528,14 +528,34 @@ static void guest_fault(uint64_t gpa, uint64_t size)
 	GUEST_DONE();
 }
 
+/*
+ * Run @vcpu, whose guest (guest_fault) writes each page of [BENCH_GPA,
+ * +@size) once, to its done ucall; print run @run and return its rate in
+ * pages per second.  @what says which memory the pages are.
+ */
+static double fault_in_rate(struct kvm_vcpu *vcpu, uint64_t size, int run,
+			    const char *what)
+{
+	const uint64_t pages = size / PAGE_SIZE;
+	double t0, t1;
+	uint64_t cmd;
+
+	vcpu_args_set(vcpu, 2, BENCH_GPA, size);
+	t0 = gmem_now_us();
+	cmd = run_to_ucall(vcpu);
+	t1 = gmem_now_us();
+	TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+	printf("# run %d: %lu %s pages faulted in %.1f ms\n", run + 1, pages, what,
+	       (t1 - t0) / 1e3);
+	return pages / ((t1 - t0) / 1e6);
+}
+
 static void bench_fault(void)
 {
 	const uint64_t size = quick ? SZ_16M : SZ_256M;
-	const uint64_t pages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	double *rate, t0, t1;
-	uint64_t cmd;
+	double *rate;
 	int i;
 
 	if (!wanted("fault_private_256m"))
@@ -546,15 +566,8 @@ static void bench_fault(void)
 	rate = alloc_samples();
 	for (i = 0; i < nr_runs; i++) {
 		vm = gmem_vm(&vcpu, guest_fault, size);
-		vcpu_args_set(vcpu, 2, BENCH_GPA, size);
-		t0 = gmem_now_us();
-		cmd = run_to_ucall(vcpu);
-		t1 = gmem_now_us();
-		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+		rate[i] = fault_in_rate(vcpu, size, i, "private");
 		kvm_vm_free(vm);
-		rate[i] = pages / ((t1 - t0) / 1e6);
-		printf("# run %d: %lu private pages faulted in %.1f ms\n",
-		       i + 1, pages, (t1 - t0) / 1e3);
 	}
 	report("fault_private_256m", "pages/s", rate, nr_runs);
 	free(rate);
@@ -774,11 +787,9 @@ static void bench_fault_shared(bool gmem)
 {
 	const char *name = gmem ? "fault_shared_256m_gmem" : "fault_shared_256m_anon";
 	const uint64_t size = quick ? SZ_16M : SZ_256M;
-	const uint64_t pages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	double *rate, t0, t1;
-	uint64_t cmd;
+	double *rate;
 	int i, fd;
 
 	if (!measure_shared(name, gmem))
@@ -798,17 +809,10 @@ static void bench_fault_shared(bool gmem)
 				   size / vm->page_size, 0, -1, 0);
 		}
 		virt_map_level(vm, BENCH_GPA, BENCH_GPA, size, PG_LEVEL_2M);
-		vcpu_args_set(vcpu, 2, BENCH_GPA, size);
-		t0 = gmem_now_us();
-		cmd = run_to_ucall(vcpu);
-		t1 = gmem_now_us();
-		TEST_ASSERT(cmd == UCALL_DONE, "Unexpected ucall %lu", cmd);
+		rate[i] = fault_in_rate(vcpu, size, i, "shared");
 		if (fd >= 0)
 			close(fd);
 		kvm_vm_free(vm);
-		rate[i] = pages / ((t1 - t0) / 1e6);
-		printf("# run %d: %lu shared pages faulted in %.1f ms\n",
-		       i + 1, pages, (t1 - t0) / 1e3);
 	}
 	report(name, "pages/s", rate, nr_runs);
 	free(rate);
