@@ -17,6 +17,9 @@
  *   from it, with userspace_addr 0 or the host mapping: the vCPU and the
  *   host see each other's writes, a punched hole reads zeros; without MMAP
  *   shared memory still comes from userspace_addr.
+ * - On a KVM_X86_SW_PROTECTED_VM (MMAP only), such a memslot serves the
+ *   guest's private and shared accesses from the same guest_memfd pages,
+ *   which stay SIGBUS to the host.
  *
  * With -n, for a kernel without the flags (the C guest_memfd of 6.12, whose
  * capability reads 0), it checks instead that every flag bit is refused.
@@ -319,6 +322,82 @@ static void test_gmem_only_slot(bool hva)
 }
 
 /*
+ * The vCPU of a VM with private memory on a guest_memfd-only memslot: it
+ * writes seed + i to page i, some pages private, the others shared; after
+ * the host flipped every page's attribute, each page still holds what the
+ * guest wrote (a private and a shared access map the same guest_memfd
+ * page); after the host punched page 1, it reads zeros there.
+ */
+static void guest_code_protected(uint64_t gpa, uint64_t npages, uint64_t seed)
+{
+	uint64_t i;
+
+	for (i = 0; i < npages; i++)
+		WRITE_ONCE(*(uint64_t *)(gpa + i * 4096), seed + i);
+	GUEST_SYNC(1);
+	for (i = 0; i < npages; i++)
+		GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)(gpa + i * 4096)), seed + i);
+	GUEST_SYNC(2);
+	GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)(gpa + 4096)), 0);
+	GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)gpa), seed);
+	GUEST_DONE();
+}
+
+/* Sets page i of the slot private if its parity is @parity, else shared. */
+static void set_parity_private(struct kvm_vm *vm, size_t npages, size_t parity)
+{
+	size_t i;
+
+	for (i = 0; i < npages; i++)
+		vm_set_memory_attributes(vm, GMEM_GPA + i * page_size, page_size,
+					 i % 2 == parity ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
+}
+
+/*
+ * A KVM_X86_SW_PROTECTED_VM with an MMAP guest_memfd (INIT_SHARED is not
+ * valid there): its memslot is guest_memfd-only, so the guest's shared
+ * accesses are served by the guest_memfd as its private ones are, while
+ * the host's mapping stays SIGBUS (the memory is the guest's).
+ */
+static void test_protected_gmem_only_slot(void)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	size_t npages = NR_PAGES, size = npages * page_size, i;
+	uint64_t seed = 0x7e57000000000000ull;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint8_t *p;
+	int fd;
+
+	vm = vm_create_shape_with_one_vcpu(shape, &vcpu, guest_code_protected);
+	fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP);
+	p = map(fd, size, MAP_SHARED, 0);
+	TEST_ASSERT(p != MAP_FAILED, "mmap() of an MMAP guest_memfd of a SW_PROTECTED VM");
+	vm_set_user_memory_region2(vm, GMEM_SLOT, KVM_MEM_GUEST_MEMFD, GMEM_GPA, size,
+				   NULL, fd, 0);
+	virt_map(vm, GMEM_GPA, GMEM_GPA, npages);
+	vcpu_args_set(vcpu, 3, GMEM_GPA, npages, seed);
+	set_parity_private(vm, npages, 0);
+
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_SYNC), NULL), UCALL_SYNC);
+	for (i = 0; i < npages; i++)
+		TEST_ASSERT(faults(p + i * page_size, false, 0),
+			    "the host's read of page %zu (written by the guest) should SIGBUS", i);
+	set_parity_private(vm, npages, 1);
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_SYNC), NULL), UCALL_SYNC);
+	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+			       page_size, page_size), "punch hole");
+	TEST_ASSERT_EQ(gmem_run_to_ucall(vcpu, NULL, BIT(UCALL_DONE), NULL), UCALL_DONE);
+
+	TEST_ASSERT(!munmap(p, size), "munmap");
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+/*
  * A guest_memfd without MMAP on a DEFAULT VM (6.18 allows the binding):
  * shared memory still comes from userspace_addr, not the guest_memfd.
  */
@@ -388,7 +467,7 @@ int main(int argc, char *argv[])
 		ksft_test_result_pass("no KVM_CAP_GUEST_MEMFD_FLAGS: every flag bit is refused\n");
 		ksft_finished();
 	}
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 	if (!sw_protected)
 		ksft_print_msg("no KVM_X86_SW_PROTECTED_VM: DEFAULT VMs only\n");
 
@@ -430,5 +509,12 @@ int main(int argc, char *argv[])
 
 	test_plain_gmem_slot();
 	ksft_test_result_pass("guest_memfd without MMAP: shared memory from userspace_addr\n");
+
+	if (sw_protected) {
+		test_protected_gmem_only_slot();
+		ksft_test_result_pass("SW_PROTECTED VM, MMAP guest_memfd: private and shared guest accesses share its pages, the host's SIGBUS\n");
+	} else {
+		ksft_test_result_skip("no KVM_X86_SW_PROTECTED_VM\n");
+	}
 	ksft_finished();
 }
