@@ -32,7 +32,15 @@
  *    must only read zeros or what it wrote itself;
  *  - vm: whole VMs with a guest_memfd and a vCPU writing private memory
  *    are created and closed in various orders (guest_memfd closed first,
- *    while bound, or kept open and used after the VM is gone).
+ *    while bound, or kept open and used after the VM is gone);
+ *  - mmap (kernels with the 6.18 flags, KVM_CAP_GUEST_MEMFD_FLAGS): a
+ *    DEFAULT VM whose memslot is guest_memfd-only (GUEST_MEMFD_FLAG_MMAP |
+ *    GUEST_MEMFD_FLAG_INIT_SHARED): its vCPU reads and writes every page
+ *    while a host thread faults the same pages through mappings it keeps
+ *    replacing and another punches and allocates them; every read must
+ *    find zeros or a tagged value, and after a punch of the whole file the
+ *    host and the guest read zeros.  The gmem role then also binds MMAP
+ *    guest_memfds (guest_memfd-only memslots of the checked VM).
  *
  * Every call must end with the errno expected for the state its thread
  * tracks; anything else is counted and printed.  The test fails on any
@@ -96,6 +104,15 @@
 #define HOST_SHARED_TAG		0x4057ull
 #define CHURN_TAG		0xc4c4ull
 #define VM_TAG			0x7e57ull
+#define MMAP_GUEST_TAG		0x6d67ull
+#define MMAP_HOST_TAG		0x6d68ull
+
+/* The guest_memfd-only memslot of the mmap role's VM. */
+#define MMAP_SLOT		10
+#define MMAP_GPA		(1ull << 32)
+#define MMAP_NPAGES		64
+#define MMAP_SIZE		(MMAP_NPAGES * PAGE_SIZE)
+#define MMAP_FLAGS		(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
 /* MAP_GPA_RANGE attributes, as in private_mem_conversions_test. */
 #define MAP_GPA_SHARED		BIT(1)
@@ -116,6 +133,8 @@ enum {
 	BAD_SHARED,	/* guest and host disagree on a shared page */
 	BAD_LEAK,	/* secret found in the shared alias */
 	BAD_CHURN,	/* a churn guest read data not its own */
+	BAD_MMAP,	/* a guest_memfd-only page held an untagged value */
+	BAD_MMAP_ZERO,	/* a page not zero after the whole file was punched */
 	NR_BAD,
 };
 
@@ -126,6 +145,8 @@ static const char * const bad_desc[NR_BAD] = {
 	[BAD_SHARED] = "checker: shared pages are shared with the host",
 	[BAD_LEAK] = "scanner: private data never in the shared alias",
 	[BAD_CHURN] = "churn guests read only zeros or their own data",
+	[BAD_MMAP] = "mmap: the guest and the host mapping read zeros or tagged values",
+	[BAD_MMAP_ZERO] = "mmap: after punching the whole file the host and the guest read zeros",
 };
 
 static uint64_t bad_count[NR_BAD];
@@ -330,6 +351,47 @@ static void guest_vm(void)
 	}
 }
 
+static bool mmap_tagged(uint64_t val)
+{
+	return !val || val >> 48 == MMAP_GUEST_TAG || val >> 48 == MMAP_HOST_TAG;
+}
+
+/* Set by the host once the mmap role's threads are done. */
+static bool mmap_guest_stop;
+
+/*
+ * The guest of the mmap role: every page of its guest_memfd-only memslot
+ * holds zeros or tagged values; once the host punched the whole file and
+ * set mmap_guest_stop, only zeros.
+ */
+static void guest_mmap(void)
+{
+	uint64_t pass, page, val, *p;
+	int q;
+
+	for (pass = 1; !READ_ONCE(mmap_guest_stop); pass++) {
+		for (page = 0; page < MMAP_NPAGES; page++) {
+			p = (uint64_t *)(MMAP_GPA + page * PAGE_SIZE) + pass % QWORDS_PER_PAGE;
+			val = READ_ONCE(*p);
+			if (!mmap_tagged(val))
+				GUEST_SYNC5(CMD_BAD, BAD_MMAP, (uint64_t)p, 0, val);
+			WRITE_ONCE(*p, MMAP_GUEST_TAG << 48 | pass);
+		}
+		GUEST_SYNC2(CMD_ROUND, pass);
+	}
+	for (page = 0; page < MMAP_NPAGES; page++) {
+		p = (uint64_t *)(MMAP_GPA + page * PAGE_SIZE);
+		for (q = 0; q < QWORDS_PER_PAGE; q++) {
+			val = READ_ONCE(p[q]);
+			if (val) {
+				GUEST_SYNC5(CMD_BAD, BAD_MMAP_ZERO, (uint64_t)&p[q], 0, val);
+				break;
+			}
+		}
+	}
+	GUEST_DONE();
+}
+
 /* Threads and what they did. */
 enum {
 	ROLE_CHECK,
@@ -340,6 +402,7 @@ enum {
 	ROLE_GMEM,
 	ROLE_FAULT,
 	ROLE_VM,
+	ROLE_MMAP,
 	NR_ROLES,
 };
 
@@ -369,6 +432,8 @@ static struct role roles[NR_ROLES] = {
 	[ROLE_VM] = { "vm", { "VMs", "vCPU passes", "closed with guest_memfd bound",
 			      "guest_memfd outlived its VM", "memslot deleted first",
 			      "memory fault exits" } },
+	[ROLE_MMAP] = { "mmap", { "vCPU passes", "host touches", "host mappings",
+				  "punches", "allocations" } },
 };
 
 static int nr_checkers = 2;
@@ -381,6 +446,12 @@ static struct kvm_vm *vm;
 static int main_gmem;
 static uint8_t *main_hva;
 static uint8_t *win_hva;
+
+/* The mmap role, on kernels with the 6.18 flags (mmap_gmem >= 0). */
+static bool has_mmap;
+static struct kvm_vm *mmap_vm;
+static struct kvm_vcpu *mmap_vcpu;
+static int mmap_gmem = -1;
 
 static void count(int role, int idx, uint64_t n)
 {
@@ -848,7 +919,13 @@ static void *gmem_fn(void *arg)
 		case 1:
 			if (fd >= 0)
 				break;
-			fd = __vm_create_guest_memfd(vm, WIN_SIZE, 0);
+			/*
+			 * With the 6.18 flags, MMAP makes its memslot
+			 * guest_memfd-only: the fault role's shared accesses
+			 * are then served by this guest_memfd.
+			 */
+			fd = __vm_create_guest_memfd(vm, WIN_SIZE, has_mmap && guest_random_bool(&rng) ?
+							       GUEST_MEMFD_FLAG_MMAP : 0);
 			if (check(ROLE_GMEM, fd, 0, "KVM_CREATE_GUEST_MEMFD"))
 				count(ROLE_GMEM, 0, 1);
 			if (fd >= 0 && guest_random_bool(&rng)) {
@@ -1099,6 +1176,146 @@ static void *vm_fn(void *arg)
 	return NULL;
 }
 
+/* mmap: the vCPU of the DEFAULT VM with a guest_memfd-only memslot. */
+static void *mmap_vcpu_fn(void *arg)
+{
+	struct ucall uc;
+
+	while (!stopping()) {
+		if (_vcpu_run(mmap_vcpu)) {
+			unexpected(ROLE_MMAP, "KVM_RUN: %s, exit %u", strerror(errno),
+				   mmap_vcpu->run->exit_reason);
+			return NULL;
+		}
+		if (mmap_vcpu->run->exit_reason != KVM_EXIT_IO) {
+			unexpected(ROLE_MMAP, "exit %u (%s)", mmap_vcpu->run->exit_reason,
+				   exit_reason_str(mmap_vcpu->run->exit_reason));
+			return NULL;
+		}
+		switch (get_ucall(mmap_vcpu, &uc)) {
+		case UCALL_SYNC:
+			if (uc.args[0] == CMD_ROUND)
+				count(ROLE_MMAP, 0, 1);
+			else
+				report_bad(uc.args[1], uc.args[2], uc.args[3], uc.args[4]);
+			break;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+		default:
+			unexpected(ROLE_MMAP, "ucall %lu", uc.cmd);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* mmap: host faults through mappings of the guest_memfd, remapped often. */
+static void *mmap_touch_fn(void *arg)
+{
+	struct guest_random_state rng = new_guest_random_state(seed + 700);
+	uint64_t n, page, q, val, *p = NULL;
+
+	for (n = 0; !stopping(); n++) {
+		if (!(n % 256)) {
+			if (p && munmap(p, MMAP_SIZE))
+				unexpected(ROLE_MMAP, "munmap(): %s", strerror(errno));
+			p = mmap(NULL, MMAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				 mmap_gmem, 0);
+			if (p == MAP_FAILED) {
+				unexpected(ROLE_MMAP, "mmap(): %s", strerror(errno));
+				return NULL;
+			}
+			count(ROLE_MMAP, 2, 1);
+		}
+		page = guest_random_u32(&rng) % MMAP_NPAGES;
+		q = guest_random_u32(&rng) % QWORDS_PER_PAGE;
+		val = READ_ONCE(p[page * QWORDS_PER_PAGE + q]);
+		if (!mmap_tagged(val))
+			report_bad(BAD_MMAP, MMAP_GPA + page * PAGE_SIZE + q * 8, 0, val);
+		WRITE_ONCE(p[page * QWORDS_PER_PAGE + q], MMAP_HOST_TAG << 48 | n);
+		count(ROLE_MMAP, 1, 1);
+	}
+	if (p && munmap(p, MMAP_SIZE))
+		unexpected(ROLE_MMAP, "munmap(): %s", strerror(errno));
+	return NULL;
+}
+
+/* mmap: punches and allocations under the host's and the vCPU's faults. */
+static void *mmap_punch_fn(void *arg)
+{
+	struct guest_random_state rng = new_guest_random_state(seed + 800);
+	int first, nr, mode, r;
+
+	while (!stopping()) {
+		random_range(&rng, MMAP_NPAGES, &first, &nr);
+		mode = FALLOC_FL_KEEP_SIZE;
+		if (guest_random_u32(&rng) % 4)
+			mode |= FALLOC_FL_PUNCH_HOLE;
+		r = fallocate(mmap_gmem, mode, first * PAGE_SIZE, nr * PAGE_SIZE);
+		check(ROLE_MMAP, r, 0, "fallocate(0x%x, page %d, %d pages)", mode, first, nr);
+		count(ROLE_MMAP, mode & FALLOC_FL_PUNCH_HOLE ? 3 : 4, 1);
+		usleep(guest_random_u32(&rng) % 2000);
+	}
+	return NULL;
+}
+
+/*
+ * mmap: a DEFAULT VM whose memslot is one guest_memfd with MMAP and
+ * INIT_SHARED (6.18), bound with userspace_addr 0 as mainline's tests do.
+ */
+static void mmap_setup(void)
+{
+	mmap_vm = vm_create_with_one_vcpu(&mmap_vcpu, guest_mmap);
+	mmap_gmem = vm_create_guest_memfd(mmap_vm, MMAP_SIZE, MMAP_FLAGS);
+	vm_set_user_memory_region2(mmap_vm, MMAP_SLOT, KVM_MEM_GUEST_MEMFD, MMAP_GPA,
+				   MMAP_SIZE, NULL, mmap_gmem, 0);
+	virt_map(mmap_vm, MMAP_GPA, MMAP_GPA, MMAP_NPAGES);
+}
+
+/* mmap: punch the whole file; the host and then the guest read zeros. */
+static void mmap_finish(void)
+{
+	uint64_t i, *p;
+	struct ucall uc;
+	int r;
+
+	r = fallocate(mmap_gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, MMAP_SIZE);
+	check(ROLE_MMAP, r, 0, "fallocate(PUNCH_HOLE) of the whole file");
+	p = mmap(NULL, MMAP_SIZE, PROT_READ, MAP_SHARED, mmap_gmem, 0);
+	TEST_ASSERT(p != MAP_FAILED, "mmap() failed");
+	for (i = 0; i < MMAP_SIZE / 8; i++) {
+		if (p[i]) {
+			report_bad(BAD_MMAP_ZERO, MMAP_GPA + i * 8, 0, p[i]);
+			break;
+		}
+	}
+	munmap(p, MMAP_SIZE);
+
+	mmap_guest_stop = true;
+	sync_global_to_guest(mmap_vm, mmap_guest_stop);
+	for (;;) {
+		if (_vcpu_run(mmap_vcpu) || mmap_vcpu->run->exit_reason != KVM_EXIT_IO) {
+			unexpected(ROLE_MMAP, "last KVM_RUN: %s, exit %u", strerror(errno),
+				   mmap_vcpu->run->exit_reason);
+			break;
+		}
+		r = get_ucall(mmap_vcpu, &uc);
+		if (r == UCALL_DONE)
+			break;
+		if (r == UCALL_ABORT)
+			REPORT_GUEST_ASSERT(uc);
+		if (r == UCALL_SYNC && uc.args[0] == CMD_BAD)
+			report_bad(uc.args[1], uc.args[2], uc.args[3], uc.args[4]);
+	}
+	close(mmap_gmem);
+	kvm_vm_free(mmap_vm);
+}
+
+static bool is_mmap_bad(int kind)
+{
+	return kind == BAD_MMAP || kind == BAD_MMAP_ZERO;
+}
+
 static void report(void)
 {
 	bool ok;
@@ -1106,6 +1323,8 @@ static void report(void)
 	char buf[512];
 
 	for (i = 0; i < NR_ROLES; i++) {
+		if (i == ROLE_MMAP && !has_mmap)
+			continue;
 		n = snprintf(buf, sizeof(buf), "%s:", roles[i].name);
 		for (j = 0; j < NR_COUNTS && roles[i].counts[j]; j++)
 			n += snprintf(buf + n, sizeof(buf) - n, "%s %lu %s",
@@ -1114,12 +1333,16 @@ static void report(void)
 		print_line("%s", buf);
 	}
 
-	for (i = 0; i < NR_BAD; i++)
-		ksft_test_result(!bad_count[i], "%s (%lu failures)\n", bad_desc[i],
-				 bad_count[i]);
+	for (i = 0; i < NR_BAD; i++) {
+		if (!is_mmap_bad(i) || has_mmap)
+			ksft_test_result(!bad_count[i], "%s (%lu failures)\n", bad_desc[i],
+					 bad_count[i]);
+	}
 
 	for (i = 0; i < NR_ROLES; i++) {
 		if (i == ROLE_SCAN)
+			continue;
+		if (i == ROLE_MMAP && !has_mmap)
 			continue;
 		ok = !roles[i].errors && roles[i].count[0];
 		ksft_test_result(ok, "%s: expected results only (%lu unexpected, %lu %s)\n",
@@ -1148,7 +1371,7 @@ int main(int argc, char *argv[])
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
 	pthread_t scanner, slot, gmem, fault, punchers[MAX_CHURNERS];
-	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS];
+	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS], mmaps[3];
 	struct kvm_vcpu *fault_vcpu;
 	int seconds = DEFAULT_SECONDS;
 	uint64_t main_npages;
@@ -1157,6 +1380,7 @@ int main(int argc, char *argv[])
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_EXIT_HYPERCALL) & BIT(KVM_HC_MAP_GPA_RANGE));
+	has_mmap = (kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & MMAP_FLAGS) == MMAP_FLAGS;
 
 	seed = time(NULL) ^ getpid();
 	while ((opt = getopt(argc, argv, "ht:c:n:v:s:")) != -1) {
@@ -1188,10 +1412,12 @@ int main(int argc, char *argv[])
 	}
 
 	ksft_print_header();
-	ksft_set_plan(NR_BAD + NR_ROLES - 1);
-	print_line("seed %u, %d s, %d checkers, %d punch and %d attr threads, %d VM threads",
+	/* Without the 6.18 flags, no mmap role and no results of it. */
+	ksft_set_plan(NR_BAD + NR_ROLES - 1 - (has_mmap ? 0 : 3));
+	print_line("seed %u, %d s, %d checkers, %d punch and %d attr threads, %d VM threads%s",
 		   seed, seconds, nr_checkers, nr_churners, nr_churners,
-		   nr_vm_threads);
+		   nr_vm_threads,
+		   has_mmap ? ", mmap role" : ", no mmap role (no KVM_CAP_GUEST_MEMFD_FLAGS)");
 
 	vm = __vm_create(shape, nr_checkers + 1, 0);
 	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, BIT(KVM_HC_MAP_GPA_RANGE));
@@ -1218,6 +1444,8 @@ int main(int argc, char *argv[])
 	}
 	fault_vcpu = vm_vcpu_add(vm, nr_checkers, guest_fault);
 	vcpu_args_set(fault_vcpu, 1, churn_gpa());
+	if (has_mmap)
+		mmap_setup();
 
 	for (i = 0; i < nr_checkers; i++)
 		pthread_create(&checkers[i].thread, NULL, checker_fn, &checkers[i]);
@@ -1231,6 +1459,11 @@ int main(int argc, char *argv[])
 	}
 	for (i = 0; i < nr_vm_threads; i++)
 		pthread_create(&vms[i], NULL, vm_fn, (void *)i);
+	if (has_mmap) {
+		pthread_create(&mmaps[0], NULL, mmap_vcpu_fn, NULL);
+		pthread_create(&mmaps[1], NULL, mmap_touch_fn, NULL);
+		pthread_create(&mmaps[2], NULL, mmap_punch_fn, NULL);
+	}
 
 	sleep(seconds);
 	__atomic_store_n(&stop, true, __ATOMIC_RELEASE);
@@ -1247,6 +1480,11 @@ int main(int argc, char *argv[])
 	}
 	for (i = 0; i < nr_vm_threads; i++)
 		pthread_join(vms[i], NULL);
+	if (has_mmap) {
+		for (i = 0; i < 3; i++)
+			pthread_join(mmaps[i], NULL);
+		mmap_finish();
+	}
 
 	report();
 
