@@ -12,7 +12,7 @@ from pathlib import Path
 import fuzztrace
 
 DATA = Path(__file__).resolve().parent / 'data'
-TRACE = gzip.decompress((DATA / 'fuzz-smoke-seed-1001.trace.gz').read_bytes()).decode()
+TRACE = gzip.decompress((DATA / 'fuzz-smoke-seed-1002.trace.gz').read_bytes()).decode()
 
 
 def load_fuzz():

@@ -17,6 +17,10 @@
  * two kernels and diffing the traces compares them errno for errno, and the
  * probes compare the state (attributes, bindings, guest_memfd contents).
  *
+ * One operation, gmem_mmap, covers 6.18's host mappings and
+ * guest_memfd-only memslots, where the kernels differ by design: it checks
+ * each kernel against a model instead (see op_gmem_mmap()).
+ *
  * Usage: guest_memfd_fuzz [-s SEED] [-S FIRST,COUNT | -S A,B,C...] [-n OPS] [-q]
  * Every seed starts from a clean state and ends with a line
  * "## seed S end: N ops, hash H" (FNV-1a of its trace lines); -q prints only
@@ -24,6 +28,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +99,7 @@ enum op {
 	OP_PROBE,
 	OP_PREFAULT,
 	OP_SCAN,
+	OP_GMEM_MMAP,
 	NR_OPS,
 	/* OP_CREATE_VM of a VM with a vCPU, for a probe */
 	OP_CREATE_PROBE_VM = NR_OPS,
@@ -102,7 +109,7 @@ static const char * const op_names[NR_OPS] = {
 	"create_vm", "close_vm", "create_gmem", "close_gmem", "set_region",
 	"set_attr", "fallocate", "ftruncate", "rw", "mmap", "lseek", "fstat",
 	"fcntl", "ioctl", "check_ext", "probe", "prefault",
-	"scan",
+	"scan", "gmem_mmap",
 };
 
 /* Relative weights of the operations. */
@@ -125,6 +132,7 @@ static const int op_weights[NR_OPS] = {
 	[OP_PROBE] = 14,
 	[OP_PREFAULT] = 4,
 	[OP_SCAN] = 3,
+	[OP_GMEM_MMAP] = 3,
 };
 
 struct mslot {
@@ -1123,6 +1131,348 @@ static void op_prefault(int op)
 	out(" left=0x%llx@0x%llx", p.size, p.gpa);
 }
 
+/*
+ * ---- gmem_mmap: 6.18's host mappings, checked against a model ----
+ *
+ * GUEST_MEMFD_FLAG_MMAP and GUEST_MEMFD_FLAG_INIT_SHARED (6.18) exist in
+ * the Rust guest_memfd, and the C one of 6.12 refuses them: here the
+ * kernels differ by design, so each is checked against the model of its
+ * own uAPI instead of against the other: 6.18's if /dev/kvm reports
+ * KVM_CAP_GUEST_MEMFD_FLAGS, else 6.12's (the capability 0, every such
+ * flag EINVAL).  One operation creates a guest_memfd with such flags and
+ * runs a script on it: mappings (shared and private), host reads and
+ * writes through the mapping (SIGBUS without INIT_SHARED and past the end
+ * of the file), punches and allocations, a memslot bound to it and, on a
+ * VM with a vCPU, guest reads and writes through that guest_memfd-only
+ * memslot.  The model holds one qword per page.  Everything is undone at
+ * the end, so the VM is left as it was.  The script is drawn before it
+ * runs, so both kernels draw the same random numbers, and the trace line
+ * holds the script and "= 0 OK", or the first step the model did not
+ * predict.
+ */
+#define GM_MAX_PAGES	8
+#define GM_MAX_STEPS	24
+#define GM_MMAP		GUEST_MEMFD_FLAG_MMAP
+#define GM_SHARED	GUEST_MEMFD_FLAG_INIT_SHARED
+
+enum gm_kind {
+	GM_MAP,		/* M: mmap(MAP_SHARED) of all pages and one past the end */
+	GM_MAP_PRIVATE,	/* P: mmap(MAP_PRIVATE) */
+	GM_UNMAP,	/* U */
+	GM_READ,	/* r<page>: host read through the mapping */
+	GM_WRITE,	/* w<page> */
+	GM_PUNCH,	/* p<page>+<n> */
+	GM_ALLOC,	/* a<page>+<n> */
+	GM_BIND,	/* b: a memslot bound to the guest_memfd */
+	GM_GUEST_READ,	/* g<page>: a guest read through that memslot */
+	GM_GUEST_WRITE,	/* G<page> */
+	NR_GM_KINDS,
+};
+
+/* Relative weights of the steps after the first two (a mapping, a bind). */
+static const int gm_weights[NR_GM_KINDS] = {
+	[GM_MAP] = 2, [GM_MAP_PRIVATE] = 1, [GM_UNMAP] = 1,
+	[GM_READ] = 8, [GM_WRITE] = 8, [GM_PUNCH] = 4, [GM_ALLOC] = 2,
+	[GM_BIND] = 1, [GM_GUEST_READ] = 6, [GM_GUEST_WRITE] = 6,
+};
+
+struct gm_step {
+	enum gm_kind kind;
+	int page, n;
+};
+
+static enum gm_kind gm_random_kind(void)
+{
+	int total = 0, i, r;
+
+	for (i = 0; i < NR_GM_KINDS; i++)
+		total += gm_weights[i];
+	r = rn(total);
+	for (i = 0; i < NR_GM_KINDS - 1; i++) {
+		r -= gm_weights[i];
+		if (r < 0)
+			break;
+	}
+	return i;
+}
+
+/* The model and the kernel's objects of one gmem_mmap. */
+struct gm_state {
+	struct fvm *vm;
+	uint64_t flags;
+	int npages, fd, slot;
+	uint64_t gpa;
+	uint64_t *map;
+	uint64_t val[GM_MAX_PAGES];
+};
+
+static bool has_gmem_flags;
+/* What gmem_mmap checked: host touches, of them SIGBUS, guest accesses, binds. */
+static unsigned long gm_host, gm_sigbus, gm_guest, gm_binds;
+static sigjmp_buf gm_sigbus_jmp;
+static bool gm_sigbus_armed;
+
+static void gm_on_sigbus(int sig)
+{
+	/* Only gm_touch() expects a SIGBUS. */
+	if (!READ_ONCE(gm_sigbus_armed))
+		abort();
+	siglongjmp(gm_sigbus_jmp, 1);
+}
+
+/* Reads (or writes @val to) *@p; returns false on SIGBUS. */
+static bool gm_touch(uint64_t *p, bool write, uint64_t val, uint64_t *got)
+{
+	bool ok = true;
+
+	WRITE_ONCE(gm_sigbus_armed, true);
+	if (sigsetjmp(gm_sigbus_jmp, 1))
+		ok = false;
+	else if (write)
+		WRITE_ONCE(*p, val);
+	else
+		*got = READ_ONCE(*p);
+	WRITE_ONCE(gm_sigbus_armed, false);
+	return ok;
+}
+
+/* The flags 6.18 allows on @vm: INIT_SHARED only without private memory. */
+static uint64_t gm_valid_flags(struct fvm *vm)
+{
+	if (!has_gmem_flags)
+		return 0;
+	return vm->type == KVM_X86_SW_PROTECTED_VM ? GM_MMAP : GM_MMAP | GM_SHARED;
+}
+
+/* A free memslot id and a free window GPA for @size bytes on @vm. */
+static bool gm_find_room(struct fvm *vm, uint64_t size, int *slot, uint64_t *gpa)
+{
+	uint64_t g;
+	int i, id;
+
+	for (id = 100; find_slot(vm, id); id++)
+		;
+	for (g = WIN_GPA; g + size <= WIN_GPA + WIN_SIZE; g += SZ_2M) {
+		for (i = 0; i < MAX_SLOTS; i++) {
+			struct mslot *s = &vm->slots[i];
+
+			if (s->live && s->gpa < g + size && g < s->gpa + s->size)
+				break;
+		}
+		if (i == MAX_SLOTS) {
+			*slot = id;
+			*gpa = g;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int gm_set_slot(struct gm_state *st, uint64_t size)
+{
+	struct kvm_userspace_memory_region2 r = {
+		.slot = st->slot,
+		.flags = size ? KVM_MEM_GUEST_MEMFD : 0,
+		.guest_phys_addr = st->gpa,
+		.memory_size = size,
+		.guest_memfd = st->fd,
+	};
+
+	return ioctl(st->vm->fd, KVM_SET_USER_MEMORY_REGION2, &r);
+}
+
+/*
+ * Runs one step on the kernel and the model; returns NULL if they agree,
+ * else what the kernel did that the model did not predict.
+ */
+static const char *gm_step(struct gm_state *st, const struct gm_step *t, uint64_t wval)
+{
+	static char why[96];
+	bool shared = st->flags & GM_SHARED, mmap_ok = st->flags & GM_MMAP;
+	size_t len = (st->npages + 1) * SZ_4K;
+	uint64_t got = 0, *p;
+	int i, r, saved;
+	bool ok;
+
+	switch (t->kind) {
+	case GM_MAP:
+	case GM_MAP_PRIVATE:
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 t->kind == GM_MAP ? MAP_SHARED : MAP_PRIVATE, st->fd, 0);
+		/* 6.18: ENODEV without MMAP, then EINVAL for a private mapping. */
+		r = !mmap_ok ? ENODEV : t->kind == GM_MAP_PRIVATE ? EINVAL : 0;
+		if (p == MAP_FAILED ? errno != r : r != 0) {
+			snprintf(why, sizeof(why), "mmap %s, want %s",
+				 p == MAP_FAILED ? errname(errno) : "OK", r ? errname(r) : "OK");
+			if (p != MAP_FAILED)
+				munmap(p, len);
+			return why;
+		}
+		if (p == MAP_FAILED)
+			return NULL;
+		if (st->map)
+			munmap(st->map, len);
+		st->map = p;
+		return NULL;
+	case GM_UNMAP:
+		if (st->map)
+			munmap(st->map, len);
+		st->map = NULL;
+		return NULL;
+	case GM_READ:
+	case GM_WRITE:
+		if (!st->map)
+			return NULL;
+		ok = gm_touch(st->map + t->page * SZ_4K / 8, t->kind == GM_WRITE, wval, &got);
+		if (ok != (shared && t->page < st->npages)) {
+			snprintf(why, sizeof(why), "host %s of page %d: %s", t->kind == GM_WRITE ?
+				 "write" : "read", t->page, ok ? "no SIGBUS" : "SIGBUS");
+			return why;
+		}
+		gm_host++;
+		if (!ok) {
+			gm_sigbus++;
+			return NULL;
+		}
+		if (t->kind == GM_WRITE) {
+			st->val[t->page] = wval;
+		} else if (got != st->val[t->page]) {
+			snprintf(why, sizeof(why), "host read 0x%lx from page %d, want 0x%lx",
+				 got, t->page, st->val[t->page]);
+			return why;
+		}
+		return NULL;
+	case GM_PUNCH:
+	case GM_ALLOC:
+		r = fallocate(st->fd, FALLOC_FL_KEEP_SIZE |
+			      (t->kind == GM_PUNCH ? FALLOC_FL_PUNCH_HOLE : 0),
+			      t->page * SZ_4K, t->n * SZ_4K);
+		if (r) {
+			snprintf(why, sizeof(why), "fallocate %s", errname(errno));
+			return why;
+		}
+		for (i = t->page; t->kind == GM_PUNCH && i < t->page + t->n; i++)
+			st->val[i] = 0;
+		return NULL;
+	case GM_BIND:
+		if (st->slot >= 0 || !gm_find_room(st->vm, st->npages * SZ_4K, &st->slot, &st->gpa))
+			return NULL;
+		/* 6.18 binds a guest_memfd on every VM type. */
+		if (gm_set_slot(st, st->npages * SZ_4K)) {
+			snprintf(why, sizeof(why), "bind %s", errname(errno));
+			st->slot = -1;
+			return why;
+		}
+		gm_binds++;
+		return NULL;
+	case GM_GUEST_READ:
+	case GM_GUEST_WRITE:
+		if (st->slot < 0 || !st->vm->vcpu)
+			return NULL;
+		/*
+		 * guest_memfd-only: private or shared, the guest's access maps
+		 * the guest_memfd's page.  probe_run()'s description is not
+		 * part of the trace.
+		 */
+		saved = line_len;
+		r = probe_run(st->vm, st->gpa + t->page * SZ_4K, t->kind == GM_GUEST_WRITE,
+			      wval, &got);
+		line_len = saved;
+		line[line_len] = 0;
+		gm_guest++;
+		if (t->kind == GM_GUEST_WRITE)
+			st->val[t->page] = wval;
+		if (r != PROBE_VALUE || got != st->val[t->page]) {
+			snprintf(why, sizeof(why), "guest %s of page %d: %s 0x%lx, want 0x%lx",
+				 t->kind == GM_GUEST_WRITE ? "write" : "read", t->page,
+				 r == PROBE_VALUE ? "value" : "no value", got, st->val[t->page]);
+			return why;
+		}
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+static void op_gmem_mmap(int op, int index)
+{
+	static const char letters[NR_GM_KINDS] = "MPUrwpabgG";
+	struct kvm_create_guest_memfd args = { 0 };
+	struct gm_step steps[GM_MAX_STEPS];
+	struct gm_state st = { .fd = -1, .slot = -1 };
+	const char *why = NULL;
+	int nsteps, i, fd;
+	long cap, want;
+
+	/* Guest accesses need a vCPU, host ones INIT_SHARED (a DEFAULT VM). */
+	st.vm = pct(50) ? random_probe_vm() : random_vm_of_type(KVM_X86_DEFAULT_VM);
+	if (!st.vm)
+		st.vm = random_vm();
+	/* Mostly flags the VM takes (an error ends the operation early). */
+	if (pct(80))
+		st.flags = st.vm->type == KVM_X86_SW_PROTECTED_VM ? GM_MMAP :
+			   PICK(GM_MMAP | GM_SHARED, GM_MMAP | GM_SHARED, GM_MMAP, GM_SHARED);
+	else
+		st.flags = PICK(GM_MMAP, GM_SHARED, GM_MMAP | GM_SHARED);
+	st.npages = 1 + rn(GM_MAX_PAGES);
+	nsteps = 8 + rn(GM_MAX_STEPS - 7);
+	out(" vm%d flags=0x%lx pages=%d", st.vm->name, st.flags, st.npages);
+	for (i = 0; i < nsteps; i++) {
+		struct gm_step *t = &steps[i];
+
+		t->kind = i == 0 ? GM_MAP : i == 1 ? GM_BIND : gm_random_kind();
+		/* Host accesses reach one page past the end of the file. */
+		t->page = rn(st.npages + (t->kind == GM_READ || t->kind == GM_WRITE));
+		t->n = 1 + rn(st.npages - t->page);
+		out(i ? ",%c" : " script=%c", letters[t->kind]);
+		if (t->kind >= GM_READ && t->kind != GM_BIND)
+			out("%d", t->page);
+		if (t->kind == GM_PUNCH || t->kind == GM_ALLOC)
+			out("+%d", t->n);
+	}
+
+	/* The capability of this VM, then the creation. */
+	cap = ioctl(st.vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
+	want = gm_valid_flags(st.vm);
+	if (cap != want) {
+		out(" = -1 MISMATCH cap=%ld want=%ld", cap, want);
+		return;
+	}
+	args.size = st.npages * SZ_4K;
+	args.flags = st.flags;
+	fd = ioctl(st.vm->fd, KVM_CREATE_GUEST_MEMFD, &args);
+	if (st.flags & ~want) {
+		if (fd >= 0 || errno != EINVAL) {
+			out(" = -1 MISMATCH create %s, want EINVAL", fd >= 0 ? "OK" : errname(errno));
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+		out(" = 0 OK");
+		op_ok[op]++;
+		return;
+	}
+	if (fd < 0) {
+		out(" = -1 MISMATCH create %s, want OK", errname(errno));
+		return;
+	}
+	st.fd = fd;
+	for (i = 0; i < nsteps && !why; i++)
+		why = gm_step(&st, &steps[i],
+			      0x6d00000000000000ull | (uint64_t)index << 16 | i);
+	if (st.map)
+		munmap(st.map, (st.npages + 1) * SZ_4K);
+	if (st.slot >= 0 && gm_set_slot(&st, 0) && !why)
+		why = "memslot deletion failed";
+	close(st.fd);
+	if (why) {
+		out(" = -1 MISMATCH step %d: %s", i, why);
+		return;
+	}
+	out(" = 0 OK");
+	op_ok[op]++;
+}
+
 /* ---- the driver ---- */
 
 static int choose_op(void)
@@ -1216,6 +1566,9 @@ static void run_op(int index)
 		break;
 	case OP_SCAN:
 		op_scan(op);
+		break;
+	case OP_GMEM_MMAP:
+		op_gmem_mmap(op, index);
 		break;
 	}
 	end_line();
@@ -1315,12 +1668,16 @@ int main(int argc, char *argv[])
 
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	kvm_fd = open_kvm_dev_path_or_exit();
+	has_gmem_flags = kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) != 0;
+	signal(SIGBUS, gm_on_sigbus);
 	fill_host();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < nr_seeds; i++) {
 		run_seed(seeds[i], nr_ops);
 		total += nr_ops;
 	}
+	printf("# gmem_mmap checked %lu host touches (%lu SIGBUS), %lu guest accesses, %lu binds\n",
+	       gm_host, gm_sigbus, gm_guest, gm_binds);
 	printf("# fuzz: seed%s", nr_seeds > 1 ? "s" : "");
 	for (i = 0; i < nr_seeds; i++)
 		printf("%s%lu", i ? "," : " ", seeds[i]);
