@@ -9,6 +9,7 @@ mod guest;
 mod layout;
 mod report;
 mod secret;
+mod vcpu;
 mod vmm;
 
 use std::process::ExitCode;
@@ -55,7 +56,7 @@ fn run(opts: Options) -> Result<bool> {
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .context("KVM_GET_SUPPORTED_CPUID")?;
-    let vendor = vmm::vendor(&cpuid);
+    let vendor = vcpu::vendor(&cpuid);
     let insn = Hypercall::for_vendor(&vendor);
     let program = guest::build(&layout, opts.conversions, &secret, insn)
         .ok_or_else(|| Error::new("the guest program does not fit in slot 0"))?;

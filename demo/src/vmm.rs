@@ -5,9 +5,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use kvm_bindings::{
-    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_regs,
-    kvm_userspace_memory_region2, CpuId, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE,
-    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
+    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_userspace_memory_region2,
+    CpuId, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
+    KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 
@@ -18,9 +18,10 @@ use crate::guest::{
     io_pattern, message, probe_marker, sweep_marker, sweep_ranges, Code, Program, SweepLoop,
     BUFFER_PAGES, IO_PAGES, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, PROBE_OFFSET,
 };
-use crate::layout::{long_mode_sregs, write_boot_structures, Layout, PAGE, SLOT0_SIZE, STACK_TOP};
+use crate::layout::{write_boot_structures, Layout, PAGE, SLOT0_SIZE};
 use crate::report::{classify, Outcome, Probe, Stats, Sweep};
 use crate::secret::Secret;
+use crate::vcpu::{self, rip, set_rip};
 
 const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
 
@@ -111,18 +112,6 @@ impl Drop for Mapping {
         // SAFETY: unmaps exactly what new() mapped.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
-}
-
-/// The CPU vendor string of CPUID leaf 0.
-pub fn vendor(cpuid: &CpuId) -> String {
-    let Some(e) = cpuid.as_slice().iter().find(|e| e.function == 0) else {
-        return String::from("unknown");
-    };
-    let bytes: Vec<u8> = [e.ebx, e.edx, e.ecx]
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 pub struct Machine {
@@ -241,13 +230,7 @@ impl Machine {
     }
 
     pub fn create_vcpu(&self, cpuid: &CpuId, entry: u64) -> Result<VcpuFd> {
-        let vcpu = self.vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
-        vcpu.set_cpuid2(cpuid).context("KVM_SET_CPUID2")?;
-        let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
-        long_mode_sregs(&mut sregs);
-        vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
-        set_rip(&vcpu, entry)?;
-        Ok(vcpu)
+        vcpu::create(&self.vm, cpuid, entry)
     }
 
     /// Converts [gpa, gpa+len) in slots 1-2 and keeps guest_memfd, the
@@ -567,21 +550,4 @@ fn fallocate(fd: &OwnedFd, mode: i32, off: u64, len: u64) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn set_rip(vcpu: &VcpuFd, rip: u64) -> Result<()> {
-    let regs = kvm_regs {
-        rip,
-        rsp: STACK_TOP,
-        rflags: 2,
-        ..Default::default()
-    };
-    vcpu.set_regs(&regs).context("KVM_SET_REGS")
-}
-
-fn rip(vcpu: &VcpuFd) -> String {
-    match vcpu.get_regs() {
-        Ok(r) => format!("rip {:#x}", r.rip),
-        Err(_) => "unknown rip".into(),
-    }
 }
