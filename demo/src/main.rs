@@ -7,6 +7,7 @@ mod attrs;
 mod error;
 mod guest;
 mod layout;
+mod mem;
 mod report;
 mod secret;
 mod vcpu;
