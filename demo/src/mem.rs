@@ -2,11 +2,13 @@
 //! host memory, reached only through volatile accessors (`Bytes`), never
 //! through `&[u8]` over memory the guest can write.
 
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
-    MemoryRegionAddress, MmapRegion,
+    Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap, MemoryRegionAddress, MmapRegion,
 };
 
 use crate::bail;
@@ -28,6 +30,14 @@ fn region(map: MmapRegion<()>, gpa: u64) -> Result<GuestRegionMmap<()>> {
 pub fn anon_region(gpa: u64, size: u64) -> Result<GuestRegionMmap<()>> {
     let len = usize::try_from(size).context("region size")?;
     let map = MmapRegion::new(len).context(format!("mmap {size:#x} anonymous bytes"))?;
+    region(map, gpa)
+}
+
+/// A MAP_SHARED, read/write mapping of [0, size) of `file` at `gpa`.
+pub fn file_region(file: &Arc<File>, gpa: u64, size: u64) -> Result<GuestRegionMmap<()>> {
+    let len = usize::try_from(size).context("region size")?;
+    let map = MmapRegion::from_file(FileOffset::from_arc(Arc::clone(file), 0), len)
+        .context(format!("mmap(MAP_SHARED) {size:#x} bytes of the file"))?;
     region(map, gpa)
 }
 
