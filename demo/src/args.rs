@@ -1,15 +1,25 @@
 //! Command-line parsing, by hand.
 
 pub const USAGE: &str = "\
-usage: gmem-demo [--mem SIZE] [--conversions N] [-h]
+usage: gmem-demo [--scenario private|shared|all] [--mem SIZE] [--conversions N] [-h]
 
-Runs a tiny guest in a KVM_X86_SW_PROTECTED_VM whose RAM is guest_memfd-backed
-private memory, converts a buffer between private and shared with the
-KVM_HC_MAP_GPA_RANGE hypercall, and checks what the host can and cannot see.
+private: runs a tiny guest in a KVM_X86_SW_PROTECTED_VM whose RAM is
+guest_memfd-backed private memory, converts a buffer between private and
+shared with the KVM_HC_MAP_GPA_RANGE hypercall, and checks what the host can
+and cannot see.
+shared: runs a tiny guest in a DEFAULT VM whose whole RAM is one guest_memfd
+created with MMAP | INIT_SHARED and mapped by the VMM, as QEMU 11 does, and
+checks that guest and host see each other's writes and a punched hole.
 
+  --scenario S       private, shared or all (both, in that order; default all)
   --mem SIZE         guest memory, a multiple of 2M from 8M to 3G (K/M/G suffix; default 64M)
-  --conversions N    shared/private round trips of the buffer, 0 to 4096 (default 4)
-  -h, --help         show this help";
+  --conversions N    private: shared/private round trips of the buffer, 0 to 4096 (default 4)
+  -h, --help         show this help
+
+Exit status: 0 if every check passed, 1 if one failed, 2 for bad arguments,
+4 if the one scenario asked for was skipped (shared on a kernel without
+mmap-able guest_memfd); with --scenario all a skipped scenario counts as
+neither passed nor failed.";
 
 const MIB: u64 = 1 << 20;
 pub const DEFAULT_MEM: u64 = 64 * MIB;
@@ -18,8 +28,29 @@ pub const MIN_MEM: u64 = 8 * MIB;
 pub const MAX_MEM: u64 = 3 << 30;
 pub const MAX_CONVERSIONS: u32 = 4096;
 
+/// Which scenarios to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// A KVM_X86_SW_PROTECTED_VM with private memory.
+    Private,
+    /// A DEFAULT VM whose RAM is one mmap-able guest_memfd.
+    Shared,
+    /// Private, then shared.
+    All,
+}
+
+impl Scenario {
+    pub fn private(self) -> bool {
+        self != Scenario::Shared
+    }
+    pub fn shared(self) -> bool {
+        self != Scenario::Private
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
+    pub scenario: Scenario,
     pub mem: u64,
     pub conversions: u32,
 }
@@ -27,6 +58,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            scenario: Scenario::All,
             mem: DEFAULT_MEM,
             conversions: 4,
         }
@@ -84,6 +116,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--mem" => opts.mem = parse_size(&value("--mem")?)?,
+            "--scenario" => {
+                opts.scenario = match value("--scenario")?.as_str() {
+                    "private" => Scenario::Private,
+                    "shared" => Scenario::Shared,
+                    "all" => Scenario::All,
+                    v => {
+                        return Err(format!(
+                            "--scenario must be private, shared or all, not '{v}'"
+                        ))
+                    }
+                }
+            }
             "--conversions" => {
                 let v = value("--conversions")?;
                 opts.conversions = v
@@ -134,16 +178,35 @@ mod tests {
             run(&["--mem", "256M", "--conversions", "32"]),
             Ok(Command::Run(Options {
                 mem: 256 << 20,
-                conversions: 32
+                conversions: 32,
+                ..Options::default()
             }))
         );
         assert_eq!(
             run(&["--mem=8M", "--conversions=0"]),
             Ok(Command::Run(Options {
+                scenario: Scenario::All,
                 mem: 8 << 20,
                 conversions: 0
             }))
         );
+        for (arg, want) in [
+            ("private", Scenario::Private),
+            ("shared", Scenario::Shared),
+            ("all", Scenario::All),
+        ] {
+            let Ok(Command::Run(o)) = run(&["--scenario", arg, "--mem=16M"]) else {
+                panic!("--scenario {arg}");
+            };
+            assert_eq!((o.scenario, o.mem, o.conversions), (want, 16 << 20, 4));
+            let Ok(Command::Run(o)) = run(&[&format!("--scenario={arg}")]) else {
+                panic!("--scenario={arg}");
+            };
+            assert_eq!(o.scenario, want);
+        }
+        assert!(Scenario::All.private() && Scenario::All.shared());
+        assert!(Scenario::Private.private() && !Scenario::Private.shared());
+        assert!(!Scenario::Shared.private() && Scenario::Shared.shared());
         assert_eq!(run(&["--mem", "64M", "-h"]), Ok(Command::Help));
         assert_eq!(run(&["--help"]), Ok(Command::Help));
     }
@@ -157,6 +220,9 @@ mod tests {
         assert!(run(&["--conversions", "x"]).is_err());
         assert!(run(&["--conversions", "5000"]).is_err());
         assert!(run(&["--bogus"]).is_err());
+        assert!(run(&["--scenario"]).is_err());
+        assert!(run(&["--scenario", "both"]).is_err());
+        assert!(run(&["--scenario", "Private"]).is_err());
         assert!(run(&["extra"]).is_err());
     }
 }

@@ -2,6 +2,9 @@
 
 use kvm_bindings::{kvm_segment, kvm_sregs};
 
+use crate::error::Result;
+use crate::mem::{write_u64, Memory};
+
 pub const PAGE: u64 = 4096;
 pub const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -75,6 +78,14 @@ impl Layout {
     pub fn in_io(&self, gpa: u64, len: u64) -> bool {
         within(gpa, len, self.io_base(), self.io_size())
     }
+    /// (GPA, size) of slots 0, 1 and 2: together all of [0, mem).
+    pub fn slots(&self) -> [(u64, u64); 3] {
+        [
+            (0, SLOT0_SIZE),
+            (self.ram_base(), self.ram_size()),
+            (self.io_base(), self.io_size()),
+        ]
+    }
     /// The slot (1 or 2) that holds all of [gpa, gpa+len), and the offset
     /// of gpa in it.
     pub fn slot_of(&self, gpa: u64, len: u64) -> Option<(usize, u64)> {
@@ -93,26 +104,22 @@ pub fn within(gpa: u64, len: u64, base: u64, size: u64) -> bool {
     gpa >= base && len <= size && gpa - base <= size - len
 }
 
-/// Writes the GDT and the identity page tables into slot 0's memory.
-pub fn write_boot_structures(slot0: &mut [u8]) {
-    let mut put = |addr: u64, val: u64| {
-        let a = addr as usize;
-        slot0[a..a + 8].copy_from_slice(&val.to_le_bytes());
-    };
+/// Writes the GDT and the identity page tables into guest memory (the
+/// first 32 KiB of guest-physical memory).
+pub fn write_boot_structures(mem: &Memory) -> Result<()> {
     for (i, d) in GDT.iter().enumerate() {
-        put(GDT_ADDR + 8 * i as u64, *d);
+        write_u64(mem, GDT_ADDR + 8 * i as u64, *d)?;
     }
-    put(PML4_ADDR, PDPT_ADDR | PTE_P | PTE_RW);
+    write_u64(mem, PML4_ADDR, PDPT_ADDR | PTE_P | PTE_RW)?;
     for g in 0..MAPPED / GIB {
         let pd = PD_ADDR + g * PAGE;
-        put(PDPT_ADDR + 8 * g, pd | PTE_P | PTE_RW);
+        write_u64(mem, PDPT_ADDR + 8 * g, pd | PTE_P | PTE_RW)?;
         for j in 0..512 {
-            put(
-                pd + 8 * j,
-                (g * GIB + j * 2 * MIB) | PTE_P | PTE_RW | PTE_PS,
-            );
+            let pde = (g * GIB + j * 2 * MIB) | PTE_P | PTE_RW | PTE_PS;
+            write_u64(mem, pd + 8 * j, pde)?;
         }
     }
+    Ok(())
 }
 
 fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
@@ -152,9 +159,10 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
 mod tests {
     use super::*;
 
-    fn read(mem: &[u8], addr: u64) -> u64 {
-        let a = addr as usize;
-        u64::from_le_bytes(mem[a..a + 8].try_into().unwrap())
+    use crate::mem::{anon_region, memory, read_bytes, read_u64};
+
+    fn read(mem: &Memory, addr: u64) -> u64 {
+        read_u64(mem, addr).unwrap()
     }
 
     #[test]
@@ -173,12 +181,16 @@ mod tests {
         assert_eq!(l.slot_of(l.io_base() + PAGE, PAGE), Some((2, PAGE)));
         assert_eq!(l.slot_of(l.io_base() - PAGE, 2 * PAGE), None);
         assert_eq!(l.slot_of(0, PAGE), None);
+        let s = l.slots();
+        assert_eq!(s[1], (l.ram_base(), l.ram_size()));
+        assert_eq!(s[2].0 + s[2].1, l.mem);
+        assert!(s.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
     }
 
     #[test]
     fn page_tables_identity_map() {
-        let mut mem = vec![0u8; SLOT0_SIZE as usize];
-        write_boot_structures(&mut mem);
+        let mem = memory(vec![anon_region(0, SLOT0_SIZE).unwrap()]).unwrap();
+        write_boot_structures(&mem).unwrap();
         assert_eq!(read(&mem, GDT_ADDR + 8), 0x00af_9b00_0000_ffff);
         assert_eq!(read(&mem, PML4_ADDR), 0x3003);
         assert_eq!(read(&mem, PML4_ADDR + 8), 0);
@@ -191,7 +203,9 @@ mod tests {
         assert_eq!(read(&mem, PD_ADDR + 3 * PAGE + 128 * 8), MMIO_BASE | 0x83);
         assert_eq!(read(&mem, PD_ADDR + 4 * PAGE - 8), 0xffe0_0083);
         // Nothing written past the last page directory.
-        assert!(mem[(PD_ADDR + 4 * PAGE) as usize..].iter().all(|&b| b == 0));
+        let end = PD_ADDR + 4 * PAGE;
+        let rest = read_bytes(&mem, end, SLOT0_SIZE - end).unwrap();
+        assert!(rest.iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! gmem-demo: a tiny VMM that runs a guest in a KVM_X86_SW_PROTECTED_VM
-//! with guest_memfd-backed private RAM and shows private memory at work.
+//! gmem-demo: a tiny VMM that shows guest_memfd at work in two scenarios:
+//! "private", a guest in a KVM_X86_SW_PROTECTED_VM with guest_memfd-backed
+//! private RAM, and "shared", a guest in a DEFAULT VM whose whole RAM is
+//! one guest_memfd the VMM maps, as QEMU 11 runs VMs.
 
 mod args;
 mod asm;
@@ -7,20 +9,24 @@ mod attrs;
 mod error;
 mod guest;
 mod layout;
+mod mem;
 mod report;
 mod secret;
+mod shared;
+mod vcpu;
 mod vmm;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::Kvm;
 
 use crate::args::{Command, Options, USAGE};
 use crate::asm::Hypercall;
 use crate::error::{Context, Error, Result};
 use crate::layout::{Layout, MIB};
+use crate::report::{summary, Status};
 use crate::secret::Secret;
 use crate::vmm::Machine;
 
@@ -36,33 +42,60 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(opts) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+    let (kvm, cpuid) = match open_kvm() {
+        Ok(k) => k,
         Err(e) => {
             println!("gmem-demo: error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let mut runs = Vec::new();
+    if opts.scenario.private() {
+        let r = run_private(&kvm, &cpuid, opts);
+        runs.push(("private", status("private", r)));
     }
+    if opts.scenario.shared() {
+        let vendor = vcpu::vendor(&cpuid);
+        let r = shared::run(&kvm, &cpuid, opts.mem, &vendor);
+        runs.push(("shared", status("shared", r)));
+    }
+    let (code, line) = summary(&runs);
+    if let Some(line) = line {
+        println!("{line}");
+    }
+    ExitCode::from(code)
 }
 
-/// Runs the demo; Ok(true) when every check passed.
-fn run(opts: Options) -> Result<bool> {
-    let start = Instant::now();
-    let layout = Layout::new(opts.mem);
-    let secret = Secret::random()?;
+/// /dev/kvm and the CPUID it supports, for either scenario.
+fn open_kvm() -> Result<(Kvm, CpuId)> {
     let kvm = Kvm::new().context("open /dev/kvm")?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .context("KVM_GET_SUPPORTED_CPUID")?;
-    let vendor = vmm::vendor(&cpuid);
+    Ok((kvm, cpuid))
+}
+
+/// How scenario `name` ended; an error is printed here.
+fn status(name: &str, r: Result<Status>) -> Status {
+    r.unwrap_or_else(|e| {
+        println!("gmem-demo: {name}: error: {e}");
+        Status::Error
+    })
+}
+
+/// Runs the private scenario.
+fn run_private(kvm: &Kvm, cpuid: &CpuId, opts: Options) -> Result<Status> {
+    let start = Instant::now();
+    let layout = Layout::new(opts.mem);
+    let secret = Secret::random()?;
+    let vendor = vcpu::vendor(cpuid);
     let insn = Hypercall::for_vendor(&vendor);
     let program = guest::build(&layout, opts.conversions, &secret, insn)
         .ok_or_else(|| Error::new("the guest program does not fit in slot 0"))?;
 
-    let mut m = Machine::new(&kvm, layout, secret)?;
+    let mut m = Machine::new(kvm, layout, secret)?;
     println!(
-        "gmem-demo: KVM_X86_SW_PROTECTED_VM, {} MiB, {} conversions, CPU {vendor} -> {}",
+        "gmem-demo: private: KVM_X86_SW_PROTECTED_VM, {} MiB, {} conversions, CPU {vendor} -> {}",
         opts.mem / MIB,
         opts.conversions,
         insn.name()
@@ -91,7 +124,7 @@ fn run(opts: Options) -> Result<bool> {
     );
 
     m.load(&program)?;
-    let mut vcpu = m.create_vcpu(&cpuid, program.main_entry)?;
+    let mut vcpu = m.create_vcpu(cpuid, program.main_entry)?;
     let budget = 64 + 8 * u64::from(opts.conversions);
     m.run(&mut vcpu, None, budget)?;
     m.start_probe(&vcpu, &program)?;
@@ -109,5 +142,9 @@ fn run(opts: Options) -> Result<bool> {
         "{}",
         report::render(&checks, &m.stats, &m.outcome.sweep, start.elapsed())
     );
-    Ok(checks.iter().all(|c| c.ok))
+    Ok(if checks.iter().all(|c| c.ok) {
+        Status::Passed
+    } else {
+        Status::Failed
+    })
 }

@@ -95,6 +95,52 @@ pub struct Outcome {
     pub sweep: Sweep,
 }
 
+/// How a scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    /// A check failed.
+    Failed,
+    /// It could not run to its checks (an ioctl failed, the guest went astray).
+    Error,
+    /// The kernel lacks what it needs.
+    Skipped,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "FAILED",
+            Status::Error => "ERROR",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// The exit status of the demo after `runs` (scenario, how it ended), and
+/// the closing line when there was more than one: 0 if none failed or
+/// errored (a skipped scenario does not fail a run of several), 1 if one
+/// did, 4 (kselftest's "skip") if the one scenario asked for was skipped.
+pub fn summary(runs: &[(&str, Status)]) -> (u8, Option<String>) {
+    let bad = runs
+        .iter()
+        .any(|(_, s)| matches!(s, Status::Failed | Status::Error));
+    let code = match runs {
+        _ if bad => 1,
+        [(_, Status::Skipped)] => 4,
+        _ => 0,
+    };
+    let line = (runs.len() > 1).then(|| {
+        let each: Vec<String> = runs
+            .iter()
+            .map(|(name, s)| format!("{name} {}", s.word()))
+            .collect();
+        format!("gmem-demo: {}", each.join(", "))
+    });
+    (code, line)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub ok: bool,
@@ -230,27 +276,28 @@ pub fn evaluate(o: &Outcome, stats: &Stats, n: u32) -> Vec<Check> {
     ]
 }
 
-/// The closing line.
-pub fn verdict(checks: &[Check]) -> String {
+/// The closing line of scenario `name`.
+pub fn verdict(name: &str, checks: &[Check]) -> String {
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
-        format!("gmem-demo: all {} checks passed", checks.len())
+        format!("gmem-demo: {name}: all {} checks passed", checks.len())
     } else {
-        format!("gmem-demo: {failed} of {} checks FAILED", checks.len())
+        format!(
+            "gmem-demo: {name}: {failed} of {} checks FAILED",
+            checks.len()
+        )
     }
 }
 
-/// The report after the header: checks, counts, time and verdict.
-pub fn render(checks: &[Check], stats: &Stats, sweep: &Sweep, wall: Duration) -> String {
-    let mut s = String::new();
+/// One "  [ok] ..." or "  [FAIL] ..." line per check.
+pub fn render_checks(s: &mut String, checks: &[Check]) {
     for c in checks {
         let _ = writeln!(s, "  [{}] {}", if c.ok { "ok" } else { "FAIL" }, c.text);
     }
-    let _ = writeln!(
-        s,
-        "conversions: {} explicit (MAP_GPA_RANGE hypercall), {} implicit (memory fault)",
-        stats.explicit, stats.implicit
-    );
+}
+
+/// "exits: kind n, ... (n in all)"
+pub fn render_exits(s: &mut String, stats: &Stats) {
     let exits: Vec<String> = stats
         .exits
         .iter()
@@ -262,13 +309,25 @@ pub fn render(checks: &[Check], stats: &Stats, sweep: &Sweep, wall: Duration) ->
         exits.join(", "),
         stats.total_exits()
     );
+}
+
+/// The report after the header: checks, counts, time and verdict.
+pub fn render(checks: &[Check], stats: &Stats, sweep: &Sweep, wall: Duration) -> String {
+    let mut s = String::new();
+    render_checks(&mut s, checks);
+    let _ = writeln!(
+        s,
+        "conversions: {} explicit (MAP_GPA_RANGE hypercall), {} implicit (memory fault)",
+        stats.explicit, stats.implicit
+    );
+    render_exits(&mut s, stats);
     let _ = writeln!(
         s,
         "pages swept at the end: {} private, {} shared; the VMM's record of them: {} private, {} shared",
         sweep.private, sweep.shared, sweep.recorded.0, sweep.recorded.1
     );
     let _ = writeln!(s, "wall time: {:.2} s", wall.as_secs_f64());
-    s.push_str(&verdict(checks));
+    s.push_str(&verdict("private", checks));
     s
 }
 
@@ -339,7 +398,10 @@ mod tests {
         let (o, st) = good(4, 21);
         let c = evaluate(&o, &st, 4);
         assert!(c.iter().all(|c| c.ok), "{c:#?}");
-        assert_eq!(verdict(&c), "gmem-demo: all 12 checks passed");
+        assert_eq!(
+            verdict("private", &c),
+            "gmem-demo: private: all 12 checks passed"
+        );
         assert_eq!(st.total_exits(), 2 * 4 + 24 + 8 + 2);
     }
 
@@ -354,7 +416,35 @@ mod tests {
         assert_eq!(failed.len(), 3, "{failed:#?}");
         assert!(failed[0].contains("(3/4)"));
         assert!(failed[1].contains("found slot 1 + 0x100000"));
-        assert_eq!(verdict(&c), "gmem-demo: 3 of 12 checks FAILED");
+        assert_eq!(
+            verdict("private", &c),
+            "gmem-demo: private: 3 of 12 checks FAILED"
+        );
+    }
+
+    #[test]
+    fn summaries() {
+        use Status::*;
+        assert_eq!(summary(&[("private", Passed)]), (0, None));
+        assert_eq!(summary(&[("shared", Failed)]), (1, None));
+        assert_eq!(summary(&[("shared", Error)]), (1, None));
+        assert_eq!(summary(&[("shared", Skipped)]), (4, None));
+        let both = summary(&[("private", Passed), ("shared", Passed)]);
+        assert_eq!(
+            both,
+            (0, Some("gmem-demo: private passed, shared passed".into()))
+        );
+        let skip = summary(&[("private", Passed), ("shared", Skipped)]);
+        assert_eq!(
+            skip,
+            (0, Some("gmem-demo: private passed, shared skipped".into()))
+        );
+        let fail = summary(&[("private", Error), ("shared", Skipped)]);
+        assert_eq!(
+            fail,
+            (1, Some("gmem-demo: private ERROR, shared skipped".into()))
+        );
+        assert_eq!(summary(&[("private", Passed), ("shared", Failed)]).0, 1);
     }
 
     #[test]
@@ -417,6 +507,6 @@ mod tests {
             "pages swept at the end: 100 private, 2 shared; the VMM's record of them: 100 private, 2 shared"
         ));
         assert!(text.contains("wall time: 1.50 s"));
-        assert!(text.ends_with("gmem-demo: 1 of 12 checks FAILED"));
+        assert!(text.ends_with("gmem-demo: private: 1 of 12 checks FAILED"));
     }
 }

@@ -1,6 +1,7 @@
 //! The guest's secret and the scan for it in host-visible memory.
 
 use crate::error::{Error, Result};
+use crate::mem::{self, Memory};
 
 /// 16 random bytes the guest keeps in private memory.  The guest program
 /// only carries them masked (`word ^ mask` and `mask`), so the plain secret
@@ -66,6 +67,12 @@ impl Secret {
         }
         None
     }
+
+    /// Like find_in() over [gpa, gpa+len) of guest memory (copied out a
+    /// chunk at a time): the offset of the first match from gpa.
+    pub fn find_in_memory(&self, m: &Memory, gpa: u64, len: u64) -> Result<Option<u64>> {
+        mem::scan(m, gpa, len, 8, |hay| self.find_in(hay))
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +124,20 @@ mod tests {
         hay[100..108].copy_from_slice(&s.masked()[0].to_le_bytes());
         hay[200..216].fill(0xff);
         assert_eq!(s.find_in(&hay), None);
+    }
+
+    #[test]
+    fn scan_guest_memory() {
+        let s = secret();
+        let m = mem::memory(vec![mem::anon_region(0x20_0000, 4 << 20).unwrap()]).unwrap();
+        assert_eq!(s.find_in_memory(&m, 0x20_0000, 4 << 20), Ok(None));
+        // Straddling the first 1 MiB chunk boundary.
+        let at = 0x30_0000 - 3;
+        mem::write_u64(&m, at, s.words[1]).unwrap();
+        assert_eq!(
+            s.find_in_memory(&m, 0x20_0000, 4 << 20),
+            Ok(Some(at - 0x20_0000))
+        );
+        assert_eq!(s.find_in_memory(&m, at + 1, 0x100), Ok(None));
     }
 }

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 
 use kvm_bindings::{
-    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_regs,
-    kvm_userspace_memory_region2, CpuId, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE,
-    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
+    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_userspace_memory_region2,
+    CpuId, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
+    KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 
@@ -18,119 +17,21 @@ use crate::guest::{
     io_pattern, message, probe_marker, sweep_marker, sweep_ranges, Code, Program, SweepLoop,
     BUFFER_PAGES, IO_PAGES, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, PROBE_OFFSET,
 };
-use crate::layout::{long_mode_sregs, write_boot_structures, Layout, PAGE, SLOT0_SIZE, STACK_TOP};
+use crate::layout::{write_boot_structures, Layout, PAGE};
+use crate::mem::{self, Memory};
 use crate::report::{classify, Outcome, Probe, Stats, Sweep};
 use crate::secret::Secret;
+use crate::vcpu::{self, rip, set_rip};
 
 const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
-
-/// An anonymous, private, read/write mapping: one slot's userspace memory.
-pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    pub fn new(len: u64) -> Result<Self> {
-        let len = usize::try_from(len).context("mapping size")?;
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            bail!("mmap {len} bytes: {}", std::io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| Error::new("mmap returned NULL"))?;
-        Ok(Mapping { ptr, len })
-    }
-
-    pub fn addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len as u64
-    }
-
-    pub fn slice(&self) -> &[u8] {
-        // SAFETY: the mapping is live and len bytes long; the guest only
-        // writes to it while the vCPU runs, never while this borrow lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    pub fn slice_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for slice(), and &mut self makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    pub fn read_u64(&self, off: u64) -> u64 {
-        let o = off as usize;
-        let b = self.slice().get(o..o + 8).and_then(|b| b.try_into().ok());
-        b.map(u64::from_le_bytes).unwrap_or(0)
-    }
-
-    pub fn write_u64(&mut self, off: u64, value: u64) {
-        let o = off as usize;
-        if let Some(b) = self.slice_mut().get_mut(o..o + 8) {
-            b.copy_from_slice(&value.to_le_bytes());
-        }
-    }
-
-    /// Drops [off, off+len) so that it reads back as zeros.
-    pub fn discard(&self, off: u64, len: u64) -> Result<()> {
-        if off.checked_add(len).is_none_or(|end| end > self.len()) {
-            bail!(
-                "discard [{off:#x}, +{len:#x}) outside a {:#x}-byte mapping",
-                self.len
-            );
-        }
-        // SAFETY: the range lies inside our own mapping.
-        let r = unsafe {
-            libc::madvise(
-                self.ptr.as_ptr().add(off as usize).cast(),
-                len as usize,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if r != 0 {
-            bail!("madvise(DONTNEED): {}", std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what new() mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The CPU vendor string of CPUID leaf 0.
-pub fn vendor(cpuid: &CpuId) -> String {
-    let Some(e) = cpuid.as_slice().iter().find(|e| e.function == 0) else {
-        return String::from("unknown");
-    };
-    let bytes: Vec<u8> = [e.ebx, e.edx, e.ecx]
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 pub struct Machine {
     layout: Layout,
     vm: VmFd,
     gmem: OwnedFd,
-    /// Userspace memory of slots 0, 1 (the shared alias) and 2.
-    slots: [Mapping; 3],
+    /// Userspace memory of slots 0, 1 (the shared alias) and 2: one
+    /// anonymous vm-memory region each, at the slot's GPA.
+    mem: Memory,
     attrs: Attrs,
     secret: Secret,
     probe_pages: Vec<u64>,
@@ -166,16 +67,16 @@ impl Machine {
             .context("KVM_CREATE_GUEST_MEMFD")?;
         // SAFETY: a new fd that nothing else owns.
         let gmem = unsafe { OwnedFd::from_raw_fd(fd) };
-        let slots = [
-            Mapping::new(SLOT0_SIZE)?,
-            Mapping::new(layout.ram_size())?,
-            Mapping::new(layout.io_size())?,
-        ];
+        let regions = layout
+            .slots()
+            .iter()
+            .map(|&(gpa, size)| mem::anon_region(gpa, size))
+            .collect::<Result<Vec<_>>>()?;
         let m = Machine {
             layout,
             vm,
             gmem,
-            slots,
+            mem: mem::memory(regions)?,
             attrs: Attrs::new(layout.ram_base(), layout.mem - layout.ram_base(), true),
             secret,
             probe_pages: Vec::new(),
@@ -185,22 +86,22 @@ impl Machine {
             outcome: Outcome::default(),
             caps,
         };
-        m.add_slot(0, 0, false)?;
-        m.add_slot(1, layout.ram_base(), true)?;
-        m.add_slot(2, layout.io_base(), false)?;
+        m.add_slot(0, false)?;
+        m.add_slot(1, true)?;
+        m.add_slot(2, false)?;
         // Guest RAM is private: all of slots 1 and 2.
         m.set_attributes(layout.ram_base(), layout.mem - layout.ram_base(), true)?;
         Ok(m)
     }
 
-    fn add_slot(&self, slot: u32, gpa: u64, with_gmem: bool) -> Result<()> {
-        let map = &self.slots[slot as usize];
+    fn add_slot(&self, slot: u32, with_gmem: bool) -> Result<()> {
+        let (gpa, size) = self.layout.slots()[slot as usize];
         let region = kvm_userspace_memory_region2 {
             slot,
             flags: if with_gmem { KVM_MEM_GUEST_MEMFD } else { 0 },
             guest_phys_addr: gpa,
-            memory_size: map.len(),
-            userspace_addr: map.addr(),
+            memory_size: size,
+            userspace_addr: mem::host_addr(&self.mem, gpa)?,
             guest_memfd_offset: 0,
             guest_memfd: if with_gmem {
                 self.gmem.as_raw_fd() as u32
@@ -209,8 +110,10 @@ impl Machine {
             },
             ..Default::default()
         };
-        // SAFETY: the mapping belongs to this Machine and outlives the vCPU
-        // (main drops the vCPU first); the kernel only reaches it via GUP.
+        // SAFETY: the region belongs to this Machine's memory, which
+        // outlives the vCPU (run_private drops the vCPU first) and the VM
+        // (declared before `mem`, so dropped first); the kernel only
+        // reaches it via GUP.
         unsafe { self.vm.set_user_memory_region2(region) }
             .context(format!("KVM_SET_USER_MEMORY_REGION2 slot {slot}"))
     }
@@ -230,24 +133,12 @@ impl Machine {
 
     /// Writes boot structures and code into slot 0.
     pub fn load(&mut self, program: &Program) -> Result<()> {
-        let slot0 = self.slots[0].slice_mut();
-        write_boot_structures(slot0);
-        let at = program.main_entry as usize;
-        slot0
-            .get_mut(at..at + program.code.len())
-            .ok_or_else(|| Error::new("guest code does not fit in slot 0"))?
-            .copy_from_slice(&program.code);
-        Ok(())
+        write_boot_structures(&self.mem)?;
+        mem::write_bytes(&self.mem, program.main_entry, &program.code)
     }
 
     pub fn create_vcpu(&self, cpuid: &CpuId, entry: u64) -> Result<VcpuFd> {
-        let vcpu = self.vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
-        vcpu.set_cpuid2(cpuid).context("KVM_SET_CPUID2")?;
-        let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
-        long_mode_sregs(&mut sregs);
-        vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
-        set_rip(&vcpu, entry)?;
-        Ok(vcpu)
+        vcpu::create(&self.vm, cpuid, entry)
     }
 
     /// Converts [gpa, gpa+len) in slots 1-2 and keeps guest_memfd, the
@@ -259,24 +150,22 @@ impl Machine {
         };
         self.set_attributes(gpa, len, private)?;
         if slot == 1 && !private {
-            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-            fallocate(&self.gmem, mode, off, len)?;
+            mem::punch_hole(&self.gmem, off, len)?;
         } else if slot == 1 {
-            fallocate(&self.gmem, libc::FALLOC_FL_KEEP_SIZE, off, len)?;
+            mem::fallocate(&self.gmem, libc::FALLOC_FL_KEEP_SIZE, off, len)?;
         }
         if private {
-            self.slots[slot].discard(off, len)?;
+            mem::discard(&self.mem, gpa, len)?;
         }
         self.attrs.set(gpa, len, private);
         Ok(())
     }
 
-    /// The host's view (the userspace mapping) of [gpa, gpa+len) in slot 1 or 2.
-    fn host_view(&self, gpa: u64, len: u64) -> Option<&[u8]> {
-        let (slot, off) = self.layout.slot_of(gpa, len)?;
-        self.slots[slot]
-            .slice()
-            .get(off as usize..(off + len) as usize)
+    /// The host's view (the userspace mapping) of [gpa, gpa+len) in slot
+    /// 1 or 2, copied out.
+    fn host_view(&self, gpa: u64, len: u64) -> Option<Vec<u8>> {
+        self.layout.slot_of(gpa, len)?;
+        mem::read_bytes(&self.mem, gpa, len).ok()
     }
 
     /// Runs the vCPU until hlt or, if `stop_fault` is given, until a
@@ -339,15 +228,19 @@ impl Machine {
         self.stats.explicit += 1;
         if !private {
             // Newly host-visible memory must not show what was private there.
-            if let Some(at) = self
-                .host_view(gpa, len)
-                .and_then(|r| self.secret.find_in(r))
-            {
-                let n = self.outcome.range_scans;
-                let at = gpa + at as u64;
-                self.outcome
+            let n = self.outcome.range_scans;
+            match self.secret.find_in_memory(&self.mem, gpa, len) {
+                Ok(None) => {}
+                Ok(Some(at)) => {
+                    let at = gpa + at;
+                    self.outcome
+                        .leaks
+                        .push(format!("at GPA {at:#x} after conversion #{n} to shared"));
+                }
+                Err(e) => self
+                    .outcome
                     .leaks
-                    .push(format!("at GPA {at:#x} after conversion #{n} to shared"));
+                    .push(format!("unknown: scan after conversion #{n} failed: {e}")),
             }
             self.outcome.range_scans += 1;
         }
@@ -417,17 +310,21 @@ impl Machine {
                 let buf = self.layout.buffer();
                 let shared =
                     (0..BUFFER_PAGES).all(|p| self.attrs.is_private(buf + p * PAGE) == Some(false));
-                let seen = self.host_view(buf, 32) == Some(&message(i)[..]);
+                let seen = self.host_view(buf, 32).as_deref() == Some(&message(i)[..]);
                 self.outcome
                     .messages_seen
                     .push(value == u64::from(i) && shared && seen);
             }
             Code::Readback => o.readbacks.push(value),
             Code::IoWritten => {
-                let io = &self.slots[2];
+                let io = self.layout.io_base();
                 let ok = value == IO_PAGES
-                    && (0..IO_PAGES)
-                        .all(|p| (0..2).all(|w| io.read_u64(p * PAGE + 8 * w) == io_pattern(p, w)));
+                    && (0..IO_PAGES).all(|p| {
+                        (0..2).all(|w| {
+                            mem::read_u64(&self.mem, io + p * PAGE + 8 * w).ok()
+                                == Some(io_pattern(p, w))
+                        })
+                    });
                 o.io_pattern_seen = Some(ok);
                 self.full_scan("after the I/O-window write");
             }
@@ -452,11 +349,16 @@ impl Machine {
 
     /// Scans all host-visible guest memory (slots 0-2) for the secret.
     pub fn full_scan(&mut self, when: &str) {
-        for (slot, map) in self.slots.iter().enumerate() {
-            if let Some(at) = self.secret.find_in(map.slice()) {
-                self.outcome
+        for (slot, (gpa, size)) in self.layout.slots().into_iter().enumerate() {
+            match self.secret.find_in_memory(&self.mem, gpa, size) {
+                Ok(None) => {}
+                Ok(Some(at)) => self
+                    .outcome
                     .leaks
-                    .push(format!("in slot {slot} at +{at:#x} {when}"));
+                    .push(format!("in slot {slot} at +{at:#x} {when}")),
+                Err(e) => self.outcome.leaks.push(format!(
+                    "unknown: the scan of slot {slot} {when} failed: {e}"
+                )),
             }
         }
         self.outcome.full_scans += 1;
@@ -467,10 +369,10 @@ impl Machine {
     /// one 0 (guest_memfd), and the private page without guest_memfd must fault.
     pub fn start_probe(&mut self, vcpu: &VcpuFd, program: &Program) -> Result<()> {
         for (k, &gpa) in program.probes.iter().enumerate() {
-            let Some((slot, off)) = self.layout.slot_of(gpa, PAGE) else {
+            if self.layout.slot_of(gpa, PAGE).is_none() {
                 bail!("probe page {gpa:#x} outside slots 1-2");
-            };
-            self.slots[slot].write_u64(off + PROBE_OFFSET, probe_marker(k));
+            }
+            mem::write_u64(&self.mem, gpa + PROBE_OFFSET, probe_marker(k))?;
         }
         self.probe_pages = program.probes.clone();
         set_rip(vcpu, program.probe_entry)
@@ -505,12 +407,12 @@ impl Machine {
         };
         for (base, len) in sweep_ranges(&self.layout) {
             for gpa in (base..base + len).step_by(PAGE as usize) {
-                let Some((slot, off)) = self.layout.slot_of(gpa, PAGE) else {
+                let Some((slot, _)) = self.layout.slot_of(gpa, PAGE) else {
                     sw.odd.push(gpa);
                     continue;
                 };
                 let at = gpa + PROBE_OFFSET;
-                let landed = self.slots[slot].read_u64(off + PROBE_OFFSET) == sweep_marker(at);
+                let landed = mem::read_u64(&self.mem, at).ok() == Some(sweep_marker(at));
                 let faulted = self.sweep_faulted.contains(&gpa);
                 let recorded = self.attrs.is_private(gpa);
                 match recorded {
@@ -554,34 +456,4 @@ fn check_caps(vm: &VmFd) -> Result<String> {
     Ok(format!(
         "KVM_CAP_GUEST_MEMFD, KVM_CAP_MEMORY_ATTRIBUTES {attrs:#x} (PRIVATE), KVM_CAP_EXIT_HYPERCALL {hc:#x} (MAP_GPA_RANGE)"
     ))
-}
-
-fn fallocate(fd: &OwnedFd, mode: i32, off: u64, len: u64) -> Result<()> {
-    // SAFETY: a plain syscall on our own fd.
-    let r =
-        unsafe { libc::fallocate(fd.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
-    if r != 0 {
-        bail!(
-            "fallocate(guest_memfd, {mode:#x}, {off:#x}, {len:#x}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-fn set_rip(vcpu: &VcpuFd, rip: u64) -> Result<()> {
-    let regs = kvm_regs {
-        rip,
-        rsp: STACK_TOP,
-        rflags: 2,
-        ..Default::default()
-    };
-    vcpu.set_regs(&regs).context("KVM_SET_REGS")
-}
-
-fn rip(vcpu: &VcpuFd) -> String {
-    match vcpu.get_regs() {
-        Ok(r) => format!("rip {:#x}", r.rip),
-        Err(_) => "unknown rip".into(),
-    }
 }
