@@ -1443,7 +1443,8 @@ static void op_gmem_mmap(int op, int index)
 	fd = ioctl(st.vm->fd, KVM_CREATE_GUEST_MEMFD, &args);
 	if (st.flags & ~want) {
 		if (fd >= 0 || errno != EINVAL) {
-			out(" = -1 MISMATCH create %s, want EINVAL", fd >= 0 ? "OK" : errname(errno));
+			out(" = -1 MISMATCH create %s, want EINVAL",
+			    fd >= 0 ? "OK" : errname(errno));
 			if (fd >= 0)
 				close(fd);
 			return;

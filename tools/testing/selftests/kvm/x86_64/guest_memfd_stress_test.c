@@ -911,7 +911,7 @@ static void *gmem_fn(void *arg)
 	uint64_t gpa = window_gpa(GMEM_WINDOW);
 	void *hva = window_hva(GMEM_WINDOW);
 	int fd = -1, r, first, nr, mode;
-	bool bound = false;
+	bool bound = false, mmap_flag;
 
 	while (!stopping()) {
 		switch (guest_random_u32(&rng) % 8) {
@@ -924,8 +924,9 @@ static void *gmem_fn(void *arg)
 			 * guest_memfd-only: the fault role's shared accesses
 			 * are then served by this guest_memfd.
 			 */
-			fd = __vm_create_guest_memfd(vm, WIN_SIZE, has_mmap && guest_random_bool(&rng) ?
-							       GUEST_MEMFD_FLAG_MMAP : 0);
+			mmap_flag = has_mmap && guest_random_bool(&rng);
+			fd = __vm_create_guest_memfd(vm, WIN_SIZE,
+						     mmap_flag ? GUEST_MEMFD_FLAG_MMAP : 0);
 			if (check(ROLE_GMEM, fd, 0, "KVM_CREATE_GUEST_MEMFD"))
 				count(ROLE_GMEM, 0, 1);
 			if (fd >= 0 && guest_random_bool(&rng)) {
