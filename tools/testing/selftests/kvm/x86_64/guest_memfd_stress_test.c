@@ -47,6 +47,7 @@
  * such result or invariant violation, or if a role did no work.  The
  * kernel log (KASAN, lockdep, WARN) is checked outside this test.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -68,6 +69,8 @@
 #include "guest_memfd_common.h"
 
 #define DEFAULT_SECONDS		20
+/* How long the threads may take to stop before the watchdog reports them. */
+#define WATCHDOG_SECONDS	60
 #define MAX_CHECKERS		8
 #define MAX_CHURNERS		8
 #define MAX_VM_THREADS		4
@@ -1352,6 +1355,69 @@ static void report(void)
 	}
 }
 
+/* Starts a thread named @name (its comm, for the watchdog's report). */
+static void start(pthread_t *t, const char *name, long idx, void *(*fn)(void *), void *arg)
+{
+	char comm[16];
+
+	TEST_ASSERT(!pthread_create(t, NULL, fn, arg), "pthread_create(%s)", name);
+	snprintf(comm, sizeof(comm), idx < 0 ? "%s" : "%s%ld", name, idx);
+	pthread_setname_np(*t, comm);
+}
+
+/* Prints the file @path of task @tid, line by line, indented. */
+static void print_task_file(const char *tid, const char *file)
+{
+	char path[64], buf[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/%s", tid, file);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\n")] = 0;
+		print_line("    %s: %s", file, buf);
+	}
+	fclose(f);
+}
+
+static bool joined;
+
+/*
+ * Once the threads were told to stop, reports them if they do not all stop
+ * within WATCHDOG_SECONDS: a thread stuck in the kernel (a vCPU whose fault
+ * retries forever, a lock never released) shows as its kernel stack, instead
+ * of a run that only times out.
+ */
+static void *watchdog_fn(void *arg)
+{
+	struct dirent *d;
+	DIR *dir;
+	int i;
+
+	for (i = 0; i < WATCHDOG_SECONDS; i++) {
+		sleep(1);
+		if (__atomic_load_n(&joined, __ATOMIC_ACQUIRE))
+			return NULL;
+	}
+	print_line("FAIL watchdog: threads still running %d s after the stop:", WATCHDOG_SECONDS);
+	dir = opendir("/proc/self/task");
+	while (dir && (d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		print_line("  task %s", d->d_name);
+		print_task_file(d->d_name, "comm");
+		print_task_file(d->d_name, "wchan");
+		print_task_file(d->d_name, "stack");
+	}
+	if (dir)
+		closedir(dir);
+	report();
+	fflush(stdout);
+	_exit(KSFT_FAIL);
+}
+
 static void help(const char *name)
 {
 	printf("usage: %s [-h] [-t seconds] [-c checkers] [-n threads] [-v threads] [-s seed]\n",
@@ -1371,7 +1437,7 @@ int main(int argc, char *argv[])
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	pthread_t scanner, slot, gmem, fault, punchers[MAX_CHURNERS];
+	pthread_t scanner, slot, gmem, fault, watchdog, punchers[MAX_CHURNERS];
 	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS], mmaps[3];
 	struct kvm_vcpu *fault_vcpu;
 	int seconds = DEFAULT_SECONDS;
@@ -1449,25 +1515,26 @@ int main(int argc, char *argv[])
 		mmap_setup();
 
 	for (i = 0; i < nr_checkers; i++)
-		pthread_create(&checkers[i].thread, NULL, checker_fn, &checkers[i]);
-	pthread_create(&scanner, NULL, scanner_fn, NULL);
-	pthread_create(&fault, NULL, fault_fn, fault_vcpu);
-	pthread_create(&slot, NULL, slot_fn, NULL);
-	pthread_create(&gmem, NULL, gmem_fn, NULL);
+		start(&checkers[i].thread, "checker", i, checker_fn, &checkers[i]);
+	start(&scanner, "scanner", -1, scanner_fn, NULL);
+	start(&fault, "fault", -1, fault_fn, fault_vcpu);
+	start(&slot, "slot", -1, slot_fn, NULL);
+	start(&gmem, "gmem", -1, gmem_fn, NULL);
 	for (i = 0; i < nr_churners; i++) {
-		pthread_create(&punchers[i], NULL, punch_fn, (void *)i);
-		pthread_create(&attrs[i], NULL, attr_fn, (void *)i);
+		start(&punchers[i], "punch", i, punch_fn, (void *)i);
+		start(&attrs[i], "attr", i, attr_fn, (void *)i);
 	}
 	for (i = 0; i < nr_vm_threads; i++)
-		pthread_create(&vms[i], NULL, vm_fn, (void *)i);
+		start(&vms[i], "vm", i, vm_fn, (void *)i);
 	if (has_mmap) {
-		pthread_create(&mmaps[0], NULL, mmap_vcpu_fn, NULL);
-		pthread_create(&mmaps[1], NULL, mmap_touch_fn, NULL);
-		pthread_create(&mmaps[2], NULL, mmap_punch_fn, NULL);
+		start(&mmaps[0], "mmap-vcpu", -1, mmap_vcpu_fn, NULL);
+		start(&mmaps[1], "mmap-touch", -1, mmap_touch_fn, NULL);
+		start(&mmaps[2], "mmap-punch", -1, mmap_punch_fn, NULL);
 	}
 
 	sleep(seconds);
 	__atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+	start(&watchdog, "watchdog", -1, watchdog_fn, NULL);
 
 	for (i = 0; i < nr_checkers; i++)
 		pthread_join(checkers[i].thread, NULL);
@@ -1486,6 +1553,8 @@ int main(int argc, char *argv[])
 			pthread_join(mmaps[i], NULL);
 		mmap_finish();
 	}
+	__atomic_store_n(&joined, true, __ATOMIC_RELEASE);
+	pthread_join(watchdog, NULL);
 
 	report();
 
