@@ -772,16 +772,6 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
         Some(u32::from(unsafe { (*node).shift }))
     }
 
-    /// Returns the shift of the entry the state is for (`xa_shift`).
-    fn shift(&self) -> u32 {
-        u32::from(self.xas.xa_shift)
-    }
-
-    /// Returns the number of sibling slots of the entry the state is for (`xa_sibs`).
-    fn sibs(&self) -> u32 {
-        u32::from(self.xas.xa_sibs)
-    }
-
     /// Allocates the nodes to split `entry` of order `order` down to the order of the state
     /// (`xas_split_alloc`), without the lock. See [`XaState::error`].
     ///
@@ -1217,13 +1207,15 @@ impl<T: CopyEntry> XArray<T> {
                     return Ok(None);
                 }
             }
-            // The tree does not reach the block, or the block is one empty slot: it holds
-            // nothing.
+            // The block holds nothing if the tree does not reach it, if the array is empty (the
+            // walk stopped at a null head), or if the walk stopped at an empty slot that covers
+            // all of it: a slot of a node of shift `s` covers `2^s` indices, and a block of
+            // order `order <= s` that contains the index lies inside them. (A block over several
+            // slots, `order > s`, may hold entries in the others.)
             let beyond = xas.invalid();
             // SAFETY: `xas` was walked under the lock, still held.
-            let one_slot =
-                !beyond && xas.sibs() == 0 && unsafe { xas.node_shift() } == Some(xas.shift());
-            let empty_slot = entry.is_null() && (beyond || one_slot);
+            let in_empty_slot = !beyond && unsafe { xas.node_shift() }.map_or(true, |s| s >= order);
+            let empty_slot = entry.is_null() && (beyond || in_empty_slot);
             let target = if empty_slot || self.find(first, last).is_none() {
                 (first, order)
             } else {

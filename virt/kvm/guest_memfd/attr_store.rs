@@ -592,7 +592,9 @@ impl<'a> AttrStore<'a> {
     ///
     /// This is the common conversion of one page, so it does what C does and
     /// no more: one lock-free walk for the entry and its neighbours, a
-    /// reservation if the entry's node is missing, and the store.
+    /// reservation if the entry's node is missing, and the store.  It calls
+    /// no [`Update::checkpoint`]: one page is not worth a reschedule point,
+    /// and C cannot be interrupted there either.
     fn set_page(
         &self,
         index: usize,
@@ -630,18 +632,25 @@ impl<'a> AttrStore<'a> {
             self.count(r.root_walks(), 0);
             ready
         };
-        let block = Block {
-            first: index,
-            order: 0,
-            value: new,
-        };
-        // Nothing straddles the page, so at most the reservation.
-        let grown = match self.prepare(&block, ready, &[None, None], new == 0, gfp, update) {
-            Ok(grown) => grown,
-            Err(e) => {
-                // As `undo`: the failed reservation may have been made.
-                self.xa.release_block(index, 0);
-                return Some(Err(e));
+        // Nothing straddles the page, so at most the reservation.  A change
+        // of one page is too short to need a reschedule point or to be
+        // interrupted (C has neither): no checkpoint.
+        let grown = if ready {
+            None
+        } else {
+            let reserved = if update.alloc_fails() {
+                Err(ENOMEM)
+            } else {
+                self.count(2, 1);
+                self.xa.prepare_store(index, 0, gfp)
+            };
+            match reserved {
+                Ok(reserved) => reserved.filter(|&r| r != (index, 0)),
+                Err(e) => {
+                    // As `undo`: the failed reservation may have been made.
+                    self.xa.release_block(index, 0);
+                    return Some(Err(e));
+                }
             }
         };
         update.before_store();
