@@ -72,24 +72,6 @@ void *rust_helper_xa_mk_internal(unsigned long v)
 	return xa_mk_internal(v);
 }
 
-/*
- * Initialises *@xas as XA_STATE_ORDER() does: for the entry of order @order
- * that covers @index.  @order must be less than BITS_PER_LONG.
- */
-void rust_helper_xas_init_order(struct xa_state *xas, struct xarray *xa,
-				unsigned long index, unsigned int order)
-{
-	XA_STATE_ORDER(tmp, xa, index, order);
-
-	*xas = tmp;
-}
-
-void rust_helper_xas_set_order(struct xa_state *xas, unsigned long index,
-			       unsigned int order)
-{
-	xas_set_order(xas, index, order);
-}
-
 int rust_helper_xas_error(const struct xa_state *xas)
 {
 	return xas_error(xas);

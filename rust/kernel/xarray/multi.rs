@@ -552,6 +552,11 @@ impl<T: CopyEntry> Iterator for RangeIter<'_, T> {
 #[cfg(CONFIG_XARRAY_MULTI)]
 pub const LEVEL_SHIFT: u32 = bindings::XA_CHUNK_SHIFT;
 
+/// `XAS_RESTART`, the node pointer of a state that walks from the root next time: a small
+/// internal value, never dereferenced.
+#[cfg(CONFIG_XARRAY_MULTI)]
+const XAS_RESTART: *mut bindings::xa_node = 3usize as *mut bindings::xa_node;
+
 /// Returns `2^order - 1`, the offset of the last index of an entry of order `order`.
 #[cfg(CONFIG_XARRAY_MULTI)]
 fn order_mask(order: u32) -> usize {
@@ -562,8 +567,8 @@ fn order_mask(order: u32) -> usize {
 ///
 /// # Invariants
 ///
-/// `xas` was initialised by `XA_STATE_ORDER` for the array borrowed for `'a`, and is changed only
-/// by the `xas_*` functions.
+/// `xas` was initialised as `XA_STATE_ORDER` does, for the array borrowed for `'a`, and is changed
+/// only by [`XaState::set_order`] (as `xas_set_order`) and the `xas_*` functions.
 #[cfg(CONFIG_XARRAY_MULTI)]
 struct XaState<'a, T: ForeignOwnable> {
     xas: bindings::xa_state,
@@ -575,26 +580,42 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// Returns a state for the entry of order `order` at `index` of `xa` (`XA_STATE_ORDER`), or
     /// at the last index if `order` is too large for an index.
     fn new(xa: &'a XArray<T>, index: usize, order: u32) -> Self {
-        let order = order.min(usize::BITS - 1);
-        let mut xas = core::mem::MaybeUninit::<bindings::xa_state>::uninit();
-        // SAFETY: `xas` is valid for writes; the helper initialises every field of it with
-        // `XA_STATE_ORDER`, which only computes them. `order` is smaller than the number of bits
-        // of an index.
-        unsafe { bindings::xas_init_order(xas.as_mut_ptr(), xa.as_raw(), index, order) };
-        Self {
-            // SAFETY: initialised just above.
-            //
-            // INVARIANT: by `XA_STATE_ORDER`, for `xa`.
-            xas: unsafe { xas.assume_init() },
+        // `XA_STATE_ORDER()`, written out: these inline C macros only compute fields, and a call
+        // into C for each would cost more than the fields (the hot path of a small attribute
+        // change makes several states).
+        let mut state = Self {
+            // INVARIANT: `XA_STATE_ORDER` for `xa` once `set_order` has run, just below.
+            xas: bindings::xa_state {
+                xa: xa.as_raw(),
+                xa_index: 0,
+                xa_shift: 0,
+                xa_sibs: 0,
+                xa_offset: 0,
+                xa_pad: 0,
+                xa_node: XAS_RESTART,
+                xa_alloc: ptr::null_mut(),
+                xa_update: None,
+                xa_lru: ptr::null_mut(),
+            },
             _xa: PhantomData,
-        }
+        };
+        state.set_order(index, order);
+        state
     }
 
-    /// Moves the state to the entry of order `order` at `index` (`xas_set_order`).
+    /// Moves the state to the entry of order `order` at `index`, as the inline
+    /// `xas_set_order()` does: the aligned index, the shift of the node that holds such an entry
+    /// and its number of sibling slots, and a walk from the root next time. `order` is capped
+    /// below the number of bits of an index.
     fn set_order(&mut self, index: usize, order: u32) {
-        // SAFETY: `xas_set_order` only writes the fields of the state; `order` is below the
-        // number of bits of an index.
-        unsafe { bindings::xas_set_order(&mut self.xas, index, order.min(usize::BITS - 1)) };
+        let order = order.min(usize::BITS - 1);
+        let chunk = bindings::XA_CHUNK_SHIFT;
+        self.xas.xa_index = ((index >> order) << order) as _;
+        // Both fit in a byte: the shift is below the number of bits of an index, the sibling
+        // count below `XA_CHUNK_SIZE`.
+        self.xas.xa_shift = (order - order % chunk) as u8;
+        self.xas.xa_sibs = ((1u32 << (order % chunk)) - 1) as u8;
+        self.xas.xa_node = XAS_RESTART;
     }
 
     /// Walks to the entry the state points at and returns it (`xas_load`).
