@@ -4,7 +4,7 @@
 //! (no memslot there, so each one is a `KVM_EXIT_MMIO` write).
 
 use crate::asm::{Asm, Hypercall, Reg::*};
-use crate::layout::{Layout, CODE_ADDR, CODE_END, MIB, MMIO_BASE, PAGE};
+use crate::layout::{report_addr, report_index, Layout, CODE_ADDR, CODE_END, MIB, PAGE};
 use crate::secret::Secret;
 
 /// `KVM_HC_MAP_GPA_RANGE` and its "encrypted" (= private) attribute, from
@@ -60,15 +60,11 @@ impl Code {
     ];
 
     pub fn addr(self) -> u64 {
-        MMIO_BASE + 8 * self as u64
+        report_addr(self as u64)
     }
 
     pub fn from_addr(addr: u64) -> Option<Code> {
-        let off = addr.checked_sub(MMIO_BASE)?;
-        if off % 8 != 0 {
-            return None;
-        }
-        Self::ALL.get(usize::try_from(off / 8).ok()?).copied()
+        Self::ALL.get(report_index(addr)?).copied()
     }
 }
 

@@ -25,6 +25,21 @@ pub const MAPPED: u64 = 4 * GIB;
 /// Guest writes here have no memslot: they reach the VMM as MMIO exits.
 pub const MMIO_BASE: u64 = 0xd000_0000;
 
+/// The address of the guest's report number `n` (both scenarios): an
+/// 8-byte write there is an MMIO exit the VMM decodes.
+pub const fn report_addr(n: u64) -> u64 {
+    MMIO_BASE + 8 * n
+}
+
+/// The report number of `addr`, if it is a report address.
+pub fn report_index(addr: u64) -> Option<usize> {
+    let off = addr.checked_sub(MMIO_BASE)?;
+    if off % 8 != 0 {
+        return None;
+    }
+    usize::try_from(off / 8).ok()
+}
+
 pub const CODE_SELECTOR: u16 = 0x08;
 pub const DATA_SELECTOR: u16 = 0x10;
 /// Null, 64-bit code (L=1, P, DPL 0, exec/read), data (P, read/write).

@@ -6,7 +6,7 @@
 //! writes to `MMIO_BASE + 8 * code`, as in the private scenario.
 
 use crate::asm::{Asm, Reg::*};
-use crate::layout::{CODE_ADDR, CODE_END, MIB, MMIO_BASE, PAGE};
+use crate::layout::{report_addr, report_index, CODE_ADDR, CODE_END, MIB, PAGE};
 
 /// Pages the VMM fills with host_pattern() before the guest runs.
 pub const DATA: u64 = 2 * MIB;
@@ -90,15 +90,11 @@ impl Code {
     ];
 
     pub fn addr(self) -> u64 {
-        MMIO_BASE + 8 * self as u64
+        report_addr(self as u64)
     }
 
     pub fn from_addr(addr: u64) -> Option<Code> {
-        let off = addr.checked_sub(MMIO_BASE)?;
-        if off % 8 != 0 {
-            return None;
-        }
-        Self::ALL.get(usize::try_from(off / 8).ok()?).copied()
+        Self::ALL.get(report_index(addr)?).copied()
     }
 }
 
