@@ -446,6 +446,7 @@ static uint32_t seed;
 static bool stop;
 
 static struct kvm_vm *vm;
+static struct kvm_vcpu *fault_vcpu;
 static int main_gmem;
 static uint8_t *main_hva;
 static uint8_t *win_hva;
@@ -1313,6 +1314,8 @@ static void mmap_finish(void)
 	}
 	close(mmap_gmem);
 	kvm_vm_free(mmap_vm);
+	/* The watchdog reads the vCPU's stats only while it exists. */
+	__atomic_store_n(&mmap_vcpu, NULL, __ATOMIC_RELEASE);
 }
 
 static bool is_mmap_bad(int kind)
@@ -1385,6 +1388,44 @@ static void print_task_file(const char *tid, const char *file)
 static bool joined;
 
 /*
+ * Prints the binary stats of @vcpu that change within a second, with their
+ * change: what a vCPU stuck in KVM_RUN keeps doing (faults that retry, exits
+ * that do not reach userspace).
+ */
+static void print_vcpu_stats(struct kvm_vcpu *vcpu, const char *name)
+{
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *descs, *d;
+	uint64_t *before;
+	int fd, i;
+
+	fd = __vcpu_ioctl(vcpu, KVM_GET_STATS_FD, NULL);
+	if (fd < 0)
+		return;
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	before = calloc(header.num_desc, sizeof(*before));
+	TEST_ASSERT(before, "calloc() failed");
+	for (i = 0; i < header.num_desc; i++) {
+		d = get_stats_descriptor(descs, i, &header);
+		read_stat_data(fd, &header, d, &before[i], 1);
+	}
+	sleep(1);
+	print_line("  vCPU %s, stats that changed in 1 s:", name);
+	for (i = 0; i < header.num_desc; i++) {
+		uint64_t now;
+
+		d = get_stats_descriptor(descs, i, &header);
+		read_stat_data(fd, &header, d, &now, 1);
+		if (now != before[i])
+			print_line("    %s: %lu (+%lu)", d->name, now, now - before[i]);
+	}
+	free(before);
+	free(descs);
+	close(fd);
+}
+
+/*
  * Once the threads were told to stop, reports them if they do not all stop
  * within WATCHDOG_SECONDS: a thread stuck in the kernel (a vCPU whose fault
  * retries forever, a lock never released) shows as its kernel stack, instead
@@ -1409,10 +1450,17 @@ static void *watchdog_fn(void *arg)
 		print_line("  task %s", d->d_name);
 		print_task_file(d->d_name, "comm");
 		print_task_file(d->d_name, "wchan");
+		/* "running" in userspace, else the system call it is in. */
+		print_task_file(d->d_name, "syscall");
 		print_task_file(d->d_name, "stack");
 	}
 	if (dir)
 		closedir(dir);
+	print_vcpu_stats(fault_vcpu, "fault");
+	for (i = 0; i < nr_checkers; i++)
+		print_vcpu_stats(checkers[i].vcpu, "checker");
+	if (__atomic_load_n(&mmap_vcpu, __ATOMIC_ACQUIRE))
+		print_vcpu_stats(mmap_vcpu, "mmap");
 	report();
 	fflush(stdout);
 	_exit(KSFT_FAIL);
@@ -1439,7 +1487,6 @@ int main(int argc, char *argv[])
 	};
 	pthread_t scanner, slot, gmem, fault, watchdog, punchers[MAX_CHURNERS];
 	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS], mmaps[3];
-	struct kvm_vcpu *fault_vcpu;
 	int seconds = DEFAULT_SECONDS;
 	uint64_t main_npages;
 	long i;
