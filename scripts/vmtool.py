@@ -297,7 +297,10 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
     if khz:
         cmdline += f'tsc_early_khz={khz} '
     cmdline += append
-    qemu = ['qemu-system-x86_64', '-accel', 'tcg', '-cpu', 'max', '-smp', '2',
+    # VMTOOL_ACCEL: another -accel for experiments, e.g. tcg,thread=single
+    # (one host thread for both vCPUs) to tell TCG's multi-threading apart.
+    accel = os.environ.get('VMTOOL_ACCEL', 'tcg')
+    qemu = ['qemu-system-x86_64', '-accel', accel, '-cpu', 'max', '-smp', '2',
             '-m', '2048', '-nodefaults', '-display', 'none', '-no-reboot',
             '-kernel', str(image), '-initrd', str(initrd), '-append', cmdline,
             '-serial', f'file:{console}', '-serial', f'file:{output}',
