@@ -478,6 +478,59 @@ static __printf(1, 2) void print_line(const char *fmt, ...)
 	ksft_print_msg("%s\n", buf);
 }
 
+/*
+ * The host pfns of the pages of memslot 0 of a VM (its page tables, IDT,
+ * code and stack), from /proc/self/pagemap; 0 for a page not present.
+ */
+struct slot0_pfns {
+	uint64_t npages;
+	uint64_t *pfn;
+};
+
+static struct slot0_pfns main_pfns, mmap_pfns;
+
+static void read_slot0_pfns(struct kvm_vm *v, struct slot0_pfns *p)
+{
+	struct userspace_mem_region *r = memslot2region(v, 0);
+	uint64_t i, e, first = (uintptr_t)r->host_mem / PAGE_SIZE;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	p->npages = r->region.memory_size / PAGE_SIZE;
+	if (!p->pfn)
+		p->pfn = calloc(p->npages, sizeof(*p->pfn));
+	for (i = 0; fd >= 0 && p->pfn && i < p->npages; i++) {
+		e = 0;
+		if (pread(fd, &e, sizeof(e), (first + i) * sizeof(e)) != sizeof(e))
+			e = 0;
+		p->pfn[i] = e & BIT_ULL(63) ? e & GENMASK_ULL(54, 0) : 0;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * A guest of @v triple-faulted: say whether pages of its memslot 0 moved
+ * to other host pages since the set-up (migration under the guest), which
+ * tells a stale translation of them apart from other causes.
+ */
+static void report_shutdown(struct kvm_vm *v, struct slot0_pfns *setup)
+{
+	struct slot0_pfns now = {};
+	uint64_t i, moved = 0;
+
+	read_slot0_pfns(v, &now);
+	for (i = 0; now.pfn && setup->pfn && i < now.npages && i < setup->npages; i++) {
+		if (now.pfn[i] == setup->pfn[i])
+			continue;
+		if (moved++ < 8)
+			print_line("  memslot 0 page 0x%lx: host pfn 0x%lx at set-up, 0x%lx now",
+				   (uint64_t)(i * PAGE_SIZE), setup->pfn[i], now.pfn[i]);
+	}
+	print_line("  memslot 0: %lu of %lu pages on other host pages than at set-up",
+		   moved, now.npages);
+	free(now.pfn);
+}
+
 /* Print the first few failures of each kind, count them all. */
 #define MAX_REPORTS	10
 
@@ -668,6 +721,8 @@ static void *checker_fn(void *arg)
 			continue;
 		}
 		if (run->exit_reason != KVM_EXIT_IO) {
+			if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+				report_shutdown(vm, &main_pfns);
 			unexpected(ROLE_CHECK, "exit %u (%s) of checker %d",
 				   run->exit_reason,
 				   exit_reason_str(run->exit_reason), c->id);
@@ -1193,6 +1248,8 @@ static void *mmap_vcpu_fn(void *arg)
 			return NULL;
 		}
 		if (mmap_vcpu->run->exit_reason != KVM_EXIT_IO) {
+			if (mmap_vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN)
+				report_shutdown(mmap_vm, &mmap_pfns);
 			unexpected(ROLE_MMAP, "exit %u (%s)", mmap_vcpu->run->exit_reason,
 				   exit_reason_str(mmap_vcpu->run->exit_reason));
 			return NULL;
@@ -1560,6 +1617,9 @@ int main(int argc, char *argv[])
 	vcpu_args_set(fault_vcpu, 1, churn_gpa());
 	if (has_mmap)
 		mmap_setup();
+	read_slot0_pfns(vm, &main_pfns);
+	if (has_mmap)
+		read_slot0_pfns(mmap_vm, &mmap_pfns);
 
 	for (i = 0; i < nr_checkers; i++)
 		start(&checkers[i].thread, "checker", i, checker_fn, &checkers[i]);
