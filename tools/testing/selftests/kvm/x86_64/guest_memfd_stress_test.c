@@ -447,6 +447,7 @@ static bool stop;
 
 static struct kvm_vm *vm;
 static struct kvm_vcpu *fault_vcpu;
+static int fault_stats_fd = -1, mmap_stats_fd = -1;
 static int main_gmem;
 static uint8_t *main_hva;
 static uint8_t *win_hva;
@@ -608,6 +609,8 @@ static uint64_t churn_gpa(void)
 /* checker: run one vCPU whose guest checks its region. */
 struct checker {
 	struct kvm_vcpu *vcpu;
+	/* Opened up front: a vCPU ioctl would wait for a vCPU in KVM_RUN. */
+	int stats_fd;
 	int id;
 	pthread_t thread;
 };
@@ -1449,14 +1452,13 @@ static bool joined;
  * change: what a vCPU stuck in KVM_RUN keeps doing (faults that retry, exits
  * that do not reach userspace).
  */
-static void print_vcpu_stats(struct kvm_vcpu *vcpu, const char *name)
+static void print_vcpu_stats(int fd, const char *name)
 {
 	struct kvm_stats_header header;
 	struct kvm_stats_desc *descs, *d;
 	uint64_t *before;
-	int fd, i;
+	int i;
 
-	fd = __vcpu_ioctl(vcpu, KVM_GET_STATS_FD, NULL);
 	if (fd < 0)
 		return;
 	read_stats_header(fd, &header);
@@ -1479,7 +1481,6 @@ static void print_vcpu_stats(struct kvm_vcpu *vcpu, const char *name)
 	}
 	free(before);
 	free(descs);
-	close(fd);
 }
 
 /*
@@ -1513,11 +1514,11 @@ static void *watchdog_fn(void *arg)
 	}
 	if (dir)
 		closedir(dir);
-	print_vcpu_stats(fault_vcpu, "fault");
+	print_vcpu_stats(fault_stats_fd, "fault");
 	for (i = 0; i < nr_checkers; i++)
-		print_vcpu_stats(checkers[i].vcpu, "checker");
+		print_vcpu_stats(checkers[i].stats_fd, "checker");
 	if (__atomic_load_n(&mmap_vcpu, __ATOMIC_ACQUIRE))
-		print_vcpu_stats(mmap_vcpu, "mmap");
+		print_vcpu_stats(mmap_stats_fd, "mmap");
 	report();
 	fflush(stdout);
 	_exit(KSFT_FAIL);
@@ -1620,6 +1621,11 @@ int main(int argc, char *argv[])
 	read_slot0_pfns(vm, &main_pfns);
 	if (has_mmap)
 		read_slot0_pfns(mmap_vm, &mmap_pfns);
+	fault_stats_fd = vcpu_get_stats_fd(fault_vcpu);
+	for (i = 0; i < nr_checkers; i++)
+		checkers[i].stats_fd = vcpu_get_stats_fd(checkers[i].vcpu);
+	if (has_mmap)
+		mmap_stats_fd = vcpu_get_stats_fd(mmap_vcpu);
 
 	for (i = 0; i < nr_checkers; i++)
 		start(&checkers[i].thread, "checker", i, checker_fn, &checkers[i]);
