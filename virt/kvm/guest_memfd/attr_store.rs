@@ -638,14 +638,8 @@ impl<'a> AttrStore<'a> {
         let grown = if ready {
             None
         } else {
-            let reserved = if update.alloc_fails() {
-                Err(ENOMEM)
-            } else {
-                self.count(2, 1);
-                self.xa.prepare_store(index, 0, gfp)
-            };
-            match reserved {
-                Ok(reserved) => reserved.filter(|&r| r != (index, 0)),
+            match self.reserve(index, 0, gfp, update) {
+                Ok(grown) => grown,
                 Err(e) => {
                     // As `undo`: the failed reservation may have been made.
                     self.xa.release_block(index, 0);
@@ -800,12 +794,26 @@ impl<'a> AttrStore<'a> {
         if !reserve {
             return Ok(None);
         }
+        self.reserve(block.first, block.order, gfp, update)
+    }
+
+    /// Reserves the aligned block of order `order` at `first`
+    /// ([`XArray::prepare_store`]) so that storing into it allocates
+    /// nothing.  Returns the reservation made to grow the tree, if any,
+    /// which lies outside the block.
+    fn reserve(
+        &self,
+        first: usize,
+        order: u32,
+        gfp: Flags,
+        update: &mut impl Update,
+    ) -> Result<Option<(usize, u32)>> {
         if update.alloc_fails() {
             return Err(ENOMEM);
         }
         self.count(2, 1);
-        let reserved = self.xa.prepare_store(block.first, block.order, gfp)?;
-        Ok(reserved.filter(|&r| r != (block.first, block.order)))
+        let reserved = self.xa.prepare_store(first, order, gfp)?;
+        Ok(reserved.filter(|&r| r != (first, order)))
     }
 
     /// Undoes the preparation of the first `count` blocks of `runs`: merges
