@@ -1137,26 +1137,34 @@ static void *fault_fn(void *arg)
 	return NULL;
 }
 
-/* Run the vCPU of a short-lived VM to its next pass; false if it did not. */
-static bool vm_run_pass(struct kvm_vcpu *vcpu)
+/*
+ * Runs @vcpu to the end of its guest's next round (CMD_ROUND, counted as
+ * count @idx of @role), reporting the invariants the guest found broken on
+ * the way (CMD_BAD); returns false, counted as unexpected, on anything
+ * else.  On a guest triple fault, @pfns (if given) tells whether memslot 0
+ * moved since the set-up.
+ */
+static bool run_round(struct kvm_vcpu *vcpu, int role, int idx, struct slot0_pfns *pfns)
 {
 	struct ucall uc;
 
 	for (;;) {
 		if (_vcpu_run(vcpu)) {
-			unexpected(ROLE_VM, "KVM_RUN: %s, exit %u", strerror(errno),
+			unexpected(role, "KVM_RUN: %s, exit %u", strerror(errno),
 				   vcpu->run->exit_reason);
 			return false;
 		}
 		if (vcpu->run->exit_reason != KVM_EXIT_IO) {
-			unexpected(ROLE_VM, "exit %u (%s)", vcpu->run->exit_reason,
+			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN && pfns)
+				report_shutdown(vcpu->vm, pfns);
+			unexpected(role, "exit %u (%s)", vcpu->run->exit_reason,
 				   exit_reason_str(vcpu->run->exit_reason));
 			return false;
 		}
 		switch (get_ucall(vcpu, &uc)) {
 		case UCALL_SYNC:
 			if (uc.args[0] == CMD_ROUND) {
-				count(ROLE_VM, 1, 1);
+				count(role, idx, 1);
 				return true;
 			}
 			report_bad(uc.args[1], uc.args[2], uc.args[3], uc.args[4]);
@@ -1164,7 +1172,7 @@ static bool vm_run_pass(struct kvm_vcpu *vcpu)
 		case UCALL_ABORT:
 			REPORT_GUEST_ASSERT(uc);
 		default:
-			unexpected(ROLE_VM, "ucall %lu", uc.cmd);
+			unexpected(role, "ucall %lu", uc.cmd);
 			return false;
 		}
 	}
@@ -1193,7 +1201,7 @@ static void *vm_fn(void *arg)
 		count(ROLE_VM, 0, 1);
 
 		for (passes = 1 + guest_random_u32(&rng) % 3; passes; passes--)
-			if (!vm_run_pass(vcpu))
+			if (!run_round(vcpu, ROLE_VM, 1, NULL))
 				break;
 
 		switch (guest_random_u32(&rng) % 4) {
@@ -1242,35 +1250,8 @@ static void *vm_fn(void *arg)
 /* mmap: the vCPU of the DEFAULT VM with a guest_memfd-only memslot. */
 static void *mmap_vcpu_fn(void *arg)
 {
-	struct ucall uc;
-
-	while (!stopping()) {
-		if (_vcpu_run(mmap_vcpu)) {
-			unexpected(ROLE_MMAP, "KVM_RUN: %s, exit %u", strerror(errno),
-				   mmap_vcpu->run->exit_reason);
-			return NULL;
-		}
-		if (mmap_vcpu->run->exit_reason != KVM_EXIT_IO) {
-			if (mmap_vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN)
-				report_shutdown(mmap_vm, &mmap_pfns);
-			unexpected(ROLE_MMAP, "exit %u (%s)", mmap_vcpu->run->exit_reason,
-				   exit_reason_str(mmap_vcpu->run->exit_reason));
-			return NULL;
-		}
-		switch (get_ucall(mmap_vcpu, &uc)) {
-		case UCALL_SYNC:
-			if (uc.args[0] == CMD_ROUND)
-				count(ROLE_MMAP, 0, 1);
-			else
-				report_bad(uc.args[1], uc.args[2], uc.args[3], uc.args[4]);
-			break;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		default:
-			unexpected(ROLE_MMAP, "ucall %lu", uc.cmd);
-			return NULL;
-		}
-	}
+	while (!stopping() && run_round(mmap_vcpu, ROLE_MMAP, 0, &mmap_pfns))
+		;
 	return NULL;
 }
 
