@@ -305,6 +305,9 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
             '-kernel', str(image), '-initrd', str(initrd), '-append', cmdline,
             '-serial', f'file:{console}', '-serial', f'file:{output}',
             '-serial', f'file:{status}']
+    # VMTOOL_GDB: a gdbstub port, for scripts/ioctl-profile.
+    if os.environ.get('VMTOOL_GDB'):
+        qemu += ['-gdb', f'tcp:127.0.0.1:{os.environ["VMTOOL_GDB"]}']
     (logdir / 'qemu.cmd').write_text(' '.join(shlex.quote(a) for a in qemu) + '\n')
     start = time.monotonic()
     problem = None
