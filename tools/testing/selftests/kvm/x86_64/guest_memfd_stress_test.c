@@ -535,6 +535,90 @@ static void report_shutdown(struct kvm_vm *v, struct slot0_pfns *setup)
 /* Print the first few failures of each kind, count them all. */
 #define MAX_REPORTS	10
 
+/* The threads that run long-lived vCPUs, for the watchdog to kick. */
+static pthread_t fault_thread, mmap_vcpu_thread;
+
+static void on_sigusr1(int sig)
+{
+}
+
+/* The guest's page table entries for @gva, from CR3 down, as the host sees them. */
+static void print_guest_walk(struct kvm_vm *v, uint64_t cr3, uint64_t gva)
+{
+	uint64_t table = cr3 & PHYSICAL_PAGE_MASK, pte = 0;
+	int level, shift;
+
+	for (level = 4; level >= 1; level--) {
+		shift = 12 + 9 * (level - 1);
+		pte = *(uint64_t *)addr_gpa2hva(v, table + ((gva >> shift) & 511) * 8);
+		print_line("      level %d entry at 0x%lx: 0x%lx", level,
+			   table + ((gva >> shift) & 511) * 8, pte);
+		if (!(pte & PTE_PRESENT_MASK) || (level > 1 && (pte & PTE_LARGE_MASK)))
+			return;
+		table = pte & PHYSICAL_PAGE_MASK;
+	}
+}
+
+/*
+ * A vCPU that shut down, or that the watchdog's SIGUSR1 took out of KVM_RUN:
+ * its registers, the exception KVM is delivering, and the translation of RIP
+ * and CR2 by KVM (KVM_TRANSLATE) and by the guest's page tables.
+ */
+static void dump_vcpu(struct kvm_vcpu *vcpu, const char *name)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	uint64_t addrs[2];
+	int i;
+
+	vcpu_regs_get(vcpu, &regs);
+	vcpu_sregs_get(vcpu, &sregs);
+	vcpu_events_get(vcpu, &ev);
+	print_line("  vCPU %s: rip 0x%llx rsp 0x%llx rflags 0x%llx", name, regs.rip, regs.rsp,
+		   regs.rflags);
+	print_line("    cr0 0x%llx cr2 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx",
+		   sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer);
+	print_line("    exception: injected %u pending %u nr %u error code 0x%x (%s)",
+		   ev.exception.injected, ev.exception.pending, ev.exception.nr,
+		   ev.exception.error_code, ev.exception.has_error_code ? "valid" : "none");
+	addrs[0] = regs.rip;
+	addrs[1] = sregs.cr2;
+	for (i = 0; i < 2; i++) {
+		struct kvm_translation tr = { .linear_address = addrs[i] };
+
+		if (__vcpu_ioctl(vcpu, KVM_TRANSLATE, &tr))
+			print_line("    KVM_TRANSLATE(0x%lx): %s", addrs[i], strerror(errno));
+		else
+			print_line("    KVM_TRANSLATE(0x%lx): valid %u, gpa 0x%llx, writeable %u",
+				   addrs[i], tr.valid, tr.physical_address, tr.writeable);
+		print_guest_walk(vcpu->vm, sregs.cr3, addrs[i]);
+	}
+}
+
+/*
+ * _vcpu_run() that a stop can interrupt: KVM_RUN that the watchdog's SIGUSR1
+ * interrupts after the stop dumps the vCPU as @name and fails with EINTR;
+ * other interruptions retry, as in _vcpu_run().
+ */
+static int run_kickable(struct kvm_vcpu *vcpu, const char *name)
+{
+	int r;
+
+	for (;;) {
+		r = __vcpu_run(vcpu);
+		if (r != -1 || errno != EINTR)
+			break;
+		if (stopping()) {
+			dump_vcpu(vcpu, name);
+			errno = EINTR;
+			return -1;
+		}
+	}
+	assert_on_unhandled_exception(vcpu);
+	return r;
+}
+
 static void report_bad(int kind, uint64_t gpa, uint64_t expected, uint64_t got)
 {
 	if (__atomic_fetch_add(&bad_count[kind], 1, __ATOMIC_RELAXED) < MAX_REPORTS)
@@ -712,7 +796,9 @@ static void *checker_fn(void *arg)
 	int r;
 
 	for (;;) {
-		r = _vcpu_run(c->vcpu);
+		r = run_kickable(c->vcpu, "checker");
+		if (r && errno == EINTR)
+			return NULL;
 		if (r) {
 			unexpected(ROLE_CHECK, "KVM_RUN of checker %d: %s (exit %u)",
 				   c->id, strerror(errno), run->exit_reason);
@@ -724,8 +810,10 @@ static void *checker_fn(void *arg)
 			continue;
 		}
 		if (run->exit_reason != KVM_EXIT_IO) {
-			if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+			if (run->exit_reason == KVM_EXIT_SHUTDOWN) {
 				report_shutdown(vm, &main_pfns);
+				dump_vcpu(c->vcpu, "checker");
+			}
 			unexpected(ROLE_CHECK, "exit %u (%s) of checker %d",
 				   run->exit_reason,
 				   exit_reason_str(run->exit_reason), c->id);
@@ -1085,7 +1173,9 @@ static void *fault_fn(void *arg)
 	int r;
 
 	while (!stopping()) {
-		r = _vcpu_run(vcpu);
+		r = run_kickable(vcpu, "fault");
+		if (r && errno == EINTR)
+			return NULL;
 		if (r) {
 			gpa = run->memory_fault.gpa;
 			if (errno != EFAULT || run->exit_reason != KVM_EXIT_MEMORY_FAULT ||
@@ -1116,6 +1206,8 @@ static void *fault_fn(void *arg)
 		case KVM_EXIT_IO:
 			break;
 		default:
+			if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+				dump_vcpu(vcpu, "fault");
 			unexpected(ROLE_FAULT, "exit %u (%s)", run->exit_reason,
 				   exit_reason_str(run->exit_reason));
 			return NULL;
@@ -1149,14 +1241,19 @@ static bool run_round(struct kvm_vcpu *vcpu, int role, int idx, struct slot0_pfn
 	struct ucall uc;
 
 	for (;;) {
-		if (_vcpu_run(vcpu)) {
+		if (run_kickable(vcpu, roles[role].name)) {
+			if (errno == EINTR)
+				return false;
 			unexpected(role, "KVM_RUN: %s, exit %u", strerror(errno),
 				   vcpu->run->exit_reason);
 			return false;
 		}
 		if (vcpu->run->exit_reason != KVM_EXIT_IO) {
-			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN && pfns)
-				report_shutdown(vcpu->vm, pfns);
+			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN) {
+				if (pfns)
+					report_shutdown(vcpu->vm, pfns);
+				dump_vcpu(vcpu, roles[role].name);
+			}
 			unexpected(role, "exit %u (%s)", vcpu->run->exit_reason,
 				   exit_reason_str(vcpu->run->exit_reason));
 			return false;
@@ -1426,6 +1523,26 @@ static void print_task_file(const char *tid, const char *file)
 	fclose(f);
 }
 
+/* The user and system CPU time of task @tid, in clock ticks. */
+static bool task_times(const char *tid, unsigned long *utime, unsigned long *stime)
+{
+	char path[64], buf[512], *p;
+	bool ok = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	/* Fields 14 and 15, counted after the ")" that ends the comm. */
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	if (p)
+		ok = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+			    utime, stime) == 2;
+	fclose(f);
+	return ok;
+}
+
 static bool joined;
 
 /*
@@ -1484,22 +1601,46 @@ static void *watchdog_fn(void *arg)
 	print_line("FAIL watchdog: threads still running %d s after the stop:", WATCHDOG_SECONDS);
 	dir = opendir("/proc/self/task");
 	while (dir && (d = readdir(dir))) {
+		unsigned long utime, stime;
+
 		if (d->d_name[0] == '.')
 			continue;
 		print_line("  task %s", d->d_name);
 		print_task_file(d->d_name, "comm");
 		print_task_file(d->d_name, "wchan");
-		/* "running" in userspace, else the system call it is in. */
+		/*
+		 * The system call it sleeps in, or "running" if it is on a
+		 * CPU (in the kernel or not: the CPU times below tell).
+		 */
 		print_task_file(d->d_name, "syscall");
 		print_task_file(d->d_name, "stack");
+		if (task_times(d->d_name, &utime, &stime))
+			print_line("    times: user %lu, system %lu ticks", utime, stime);
 	}
-	if (dir)
-		closedir(dir);
 	print_vcpu_stats(fault_stats_fd, "fault");
 	for (i = 0; i < nr_checkers; i++)
 		print_vcpu_stats(checkers[i].stats_fd, "checker");
 	if (__atomic_load_n(&mmap_vcpu, __ATOMIC_ACQUIRE))
 		print_vcpu_stats(mmap_stats_fd, "mmap");
+	/* Out of KVM_RUN with them, to see where they are. */
+	for (i = 0; i < nr_checkers; i++)
+		pthread_kill(checkers[i].thread, SIGUSR1);
+	pthread_kill(fault_thread, SIGUSR1);
+	if (__atomic_load_n(&mmap_vcpu, __ATOMIC_ACQUIRE))
+		pthread_kill(mmap_vcpu_thread, SIGUSR1);
+	sleep(2);
+	/* A second or more later: where the running threads spent it. */
+	if (dir) {
+		rewinddir(dir);
+		while ((d = readdir(dir))) {
+			unsigned long utime, stime;
+
+			if (d->d_name[0] != '.' && task_times(d->d_name, &utime, &stime))
+				print_line("  task %s times now: user %lu, system %lu ticks",
+					   d->d_name, utime, stime);
+		}
+		closedir(dir);
+	}
 	report();
 	fflush(stdout);
 	_exit(KSFT_FAIL);
@@ -1524,14 +1665,17 @@ int main(int argc, char *argv[])
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	pthread_t scanner, slot, gmem, fault, watchdog, punchers[MAX_CHURNERS];
-	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS], mmaps[3];
+	pthread_t scanner, slot, gmem, watchdog, punchers[MAX_CHURNERS];
+	pthread_t attrs[MAX_CHURNERS], vms[MAX_VM_THREADS], mmaps[2];
 	int seconds = DEFAULT_SECONDS;
 	uint64_t main_npages;
 	long i;
 	int opt, w;
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	/* No SA_RESTART: the watchdog's SIGUSR1 ends a vCPU's KVM_RUN. */
+	TEST_ASSERT(!sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_sigusr1 }, NULL),
+		    "sigaction(SIGUSR1)");
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_EXIT_HYPERCALL) & BIT(KVM_HC_MAP_GPA_RANGE));
 	has_mmap = (kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & MMAP_FLAGS) == MMAP_FLAGS;
 
@@ -1611,7 +1755,7 @@ int main(int argc, char *argv[])
 	for (i = 0; i < nr_checkers; i++)
 		start(&checkers[i].thread, "checker", i, checker_fn, &checkers[i]);
 	start(&scanner, "scanner", -1, scanner_fn, NULL);
-	start(&fault, "fault", -1, fault_fn, fault_vcpu);
+	start(&fault_thread, "fault", -1, fault_fn, fault_vcpu);
 	start(&slot, "slot", -1, slot_fn, NULL);
 	start(&gmem, "gmem", -1, gmem_fn, NULL);
 	for (i = 0; i < nr_churners; i++) {
@@ -1621,9 +1765,9 @@ int main(int argc, char *argv[])
 	for (i = 0; i < nr_vm_threads; i++)
 		start(&vms[i], "vm", i, vm_fn, (void *)i);
 	if (has_mmap) {
-		start(&mmaps[0], "mmap-vcpu", -1, mmap_vcpu_fn, NULL);
-		start(&mmaps[1], "mmap-touch", -1, mmap_touch_fn, NULL);
-		start(&mmaps[2], "mmap-punch", -1, mmap_punch_fn, NULL);
+		start(&mmap_vcpu_thread, "mmap-vcpu", -1, mmap_vcpu_fn, NULL);
+		start(&mmaps[0], "mmap-touch", -1, mmap_touch_fn, NULL);
+		start(&mmaps[1], "mmap-punch", -1, mmap_punch_fn, NULL);
 	}
 
 	sleep(seconds);
@@ -1633,7 +1777,7 @@ int main(int argc, char *argv[])
 	for (i = 0; i < nr_checkers; i++)
 		pthread_join(checkers[i].thread, NULL);
 	pthread_join(scanner, NULL);
-	pthread_join(fault, NULL);
+	pthread_join(fault_thread, NULL);
 	pthread_join(slot, NULL);
 	pthread_join(gmem, NULL);
 	for (i = 0; i < nr_churners; i++) {
@@ -1643,7 +1787,8 @@ int main(int argc, char *argv[])
 	for (i = 0; i < nr_vm_threads; i++)
 		pthread_join(vms[i], NULL);
 	if (has_mmap) {
-		for (i = 0; i < 3; i++)
+		pthread_join(mmap_vcpu_thread, NULL);
+		for (i = 0; i < 2; i++)
 			pthread_join(mmaps[i], NULL);
 		mmap_finish();
 	}
