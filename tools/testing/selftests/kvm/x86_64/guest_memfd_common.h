@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,6 +133,37 @@ static inline enum gmem_run gmem_probe_read(struct kvm_vcpu *vcpu,
 			    "Guest read 0x%lx, expected it to read 0x%lx",
 			    uc->args[0], gpa);
 	return ret;
+}
+
+static sigjmp_buf gmem_sigbus_jmp __maybe_unused;
+
+static inline void gmem_on_sigbus(int sig)
+{
+	siglongjmp(gmem_sigbus_jmp, 1);
+}
+
+/*
+ * Reads the qword at @p into *@got (if not NULL), or writes @val there if
+ * @write, through a host mapping of a guest_memfd; returns false if the
+ * access raised SIGBUS (the memory is the guest's, or past the end of the
+ * file).  The SIGBUS handler is installed for the access only.
+ */
+static inline bool gmem_touch(uint64_t *p, bool write, uint64_t val, uint64_t *got)
+{
+	struct sigaction sa = { .sa_handler = gmem_on_sigbus }, old;
+	bool ok = true;
+
+	TEST_ASSERT(!sigaction(SIGBUS, &sa, &old), "sigaction(SIGBUS)");
+	if (sigsetjmp(gmem_sigbus_jmp, 1))
+		ok = false;
+	else if (write)
+		WRITE_ONCE(*p, val);
+	else if (got)
+		*got = READ_ONCE(*p);
+	else
+		(void)READ_ONCE(*p);
+	TEST_ASSERT(!sigaction(SIGBUS, &old, NULL), "sigaction(SIGBUS)");
+	return ok;
 }
 
 /*

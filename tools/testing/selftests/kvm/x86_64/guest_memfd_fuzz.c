@@ -28,8 +28,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1209,32 +1207,6 @@ struct gm_state {
 static bool has_gmem_flags;
 /* What gmem_mmap checked: host touches, of them SIGBUS, guest accesses, binds. */
 static unsigned long gm_host, gm_sigbus, gm_guest, gm_binds;
-static sigjmp_buf gm_sigbus_jmp;
-static bool gm_sigbus_armed;
-
-static void gm_on_sigbus(int sig)
-{
-	/* Only gm_touch() expects a SIGBUS. */
-	if (!READ_ONCE(gm_sigbus_armed))
-		abort();
-	siglongjmp(gm_sigbus_jmp, 1);
-}
-
-/* Reads (or writes @val to) *@p; returns false on SIGBUS. */
-static bool gm_touch(uint64_t *p, bool write, uint64_t val, uint64_t *got)
-{
-	bool ok = true;
-
-	WRITE_ONCE(gm_sigbus_armed, true);
-	if (sigsetjmp(gm_sigbus_jmp, 1))
-		ok = false;
-	else if (write)
-		WRITE_ONCE(*p, val);
-	else
-		*got = READ_ONCE(*p);
-	WRITE_ONCE(gm_sigbus_armed, false);
-	return ok;
-}
 
 /* The flags 6.18 allows on @vm: INIT_SHARED only without private memory. */
 static uint64_t gm_valid_flags(struct fvm *vm)
@@ -1323,7 +1295,7 @@ static const char *gm_step(struct gm_state *st, const struct gm_step *t, uint64_
 	case GM_WRITE:
 		if (!st->map)
 			return NULL;
-		ok = gm_touch(st->map + t->page * SZ_4K / 8, t->kind == GM_WRITE, wval, &got);
+		ok = gmem_touch(st->map + t->page * SZ_4K / 8, t->kind == GM_WRITE, wval, &got);
 		if (ok != (shared && t->page < st->npages)) {
 			snprintf(why, sizeof(why), "host %s of page %d: %s", t->kind == GM_WRITE ?
 				 "write" : "read", t->page, ok ? "no SIGBUS" : "SIGBUS");
@@ -1670,7 +1642,6 @@ int main(int argc, char *argv[])
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	kvm_fd = open_kvm_dev_path_or_exit();
 	has_gmem_flags = kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) != 0;
-	signal(SIGBUS, gm_on_sigbus);
 	fill_host();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < nr_seeds; i++) {
