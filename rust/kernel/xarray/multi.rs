@@ -112,17 +112,21 @@ impl XaValue {
     }
 }
 
+// The conversions are a shift and an or: inlined, they cost nothing.
 impl ForeignOwnable for XaValue {
     type Borrowed<'a> = XaValue;
 
+    #[inline]
     fn into_foreign(self) -> *const c_void {
         word::mk_value(self.0)
     }
 
+    #[inline]
     unsafe fn borrow<'a>(ptr: *const c_void) -> Self::Borrowed<'a> {
         Self::decode(ptr)
     }
 
+    #[inline]
     unsafe fn from_foreign(ptr: *const c_void) -> Self {
         Self::decode(ptr)
     }
@@ -637,6 +641,7 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     ///
     /// The RCU read lock (or the array's lock) must be held, and must have been held since the
     /// state was last walked.
+    #[inline]
     unsafe fn spanning(&self, index: usize) -> Option<(*mut bindings::xa_node, u32)> {
         // SAFETY: the caller holds the lock under which the state was walked.
         let mut shift = unsafe { self.node_shift() }?;
@@ -695,6 +700,7 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     ///
     /// The RCU read lock (or the array's lock) must be held, and must have been held since the
     /// state was last walked.
+    #[inline]
     unsafe fn load_near(&mut self, index: usize) -> Option<*mut c_void> {
         // SAFETY: as the caller guarantees.
         let (node, shift) = unsafe { self.spanning(index) }?;
@@ -752,7 +758,10 @@ impl<'a, T: ForeignOwnable> XaState<'a, T> {
     /// Returns the error of the last operation (`xas_error`).
     fn error(&self) -> Result {
         // `xas_error()`: the error is encoded in the node pointer.
-        to_result(word::err(self.xas.xa_node.cast()))
+        match word::err(self.xas.xa_node.cast()) {
+            0 => Ok(()),
+            err => to_result(err),
+        }
     }
 
     /// Allocates the memory the last operation lacked, if it lacked some, and returns whether to
@@ -879,6 +888,7 @@ impl<T: CopyEntry> XaReader<'_, T> {
     ///
     /// If the array changes meanwhile, the result is what covered `index` at some point during
     /// the call (see "Exactness" above for the extent).
+    #[inline]
     pub fn lookup(&self, index: usize) -> Slot<T> {
         // SAFETY: the reader is neither `Send` nor `Sync`, and no reference to the state outlives
         // a call of one of its public methods, none of which calls another (`walk` only uses the
@@ -913,7 +923,28 @@ impl<T: CopyEntry> XaReader<'_, T> {
         }
     }
 
+    /// Returns the entry at `index`, if any, as [`XArray::load`] does (a reservation reads as
+    /// `None`): [`XaReader::lookup`] without the extent, which costs a call into C for an entry.
+    #[inline]
+    pub fn load(&self, index: usize) -> Option<T> {
+        // SAFETY: as in `lookup`, this is the only reference to the state.
+        let xas = unsafe { &mut *self.xas.get() };
+        loop {
+            let entry = self.walk(xas, index);
+            if word::is_retry(entry) {
+                xas.set_order(index, 0);
+                continue;
+            }
+            if word::is_zero(entry) {
+                return None;
+            }
+            // Null or an entry from `T::into_foreign` (see `lookup`).
+            return XArray::<T>::entry_from_raw(entry);
+        }
+    }
+
     /// Walks `xas`, the reader's state, to `index` and returns what it holds.
+    #[inline]
     fn walk(&self, xas: &mut XaState<'_, T>, index: usize) -> *mut c_void {
         // SAFETY: the RCU read lock is held, and was since the state was walked last (type
         // invariant).
@@ -1249,7 +1280,11 @@ impl<T: CopyEntry> XArray<T> {
                 // `need` is beyond the top node, so it holds no entry.
                 (need, 0)
             };
-            xas.set_order(target.0, target.1);
+            if target != (first, order) {
+                xas.set_order(target.0, target.1);
+            }
+            // The state is where the load left it, or about to walk from the root: the store
+            // goes on from there, as C's load-then-store does.
             // SAFETY: the lock is held; `XA_ZERO_ENTRY` is `xa_mk_internal(257)`, a reservation,
             // and the target holds no entry, so nothing is overwritten.
             unsafe { xas.store(word::mk_internal(257)) };

@@ -258,6 +258,7 @@ impl<'a> AttrStore<'a> {
     }
 
     /// Counts `walks` walks from the root and `locks` lock round trips.
+    #[inline]
     fn count(&self, walks: usize, locks: usize) {
         let mut st = self.stats.get();
         st.root_walks += walks;
@@ -614,21 +615,27 @@ impl<'a> AttrStore<'a> {
                 // change in progress has): that needs splitting.
                 _ => return None,
             };
-            let has_new =
-                |i: usize| matches!(r.lookup(i), Slot::Entry { entry, .. } if entry.get() == new);
             if old == new {
                 // Nothing to do; no hook runs, as in C.
                 self.count(r.root_walks(), 0);
                 return Some(Ok(()));
             }
-            if new != 0
-                && (index.checked_sub(1).is_some_and(has_new)
-                    || index.checked_add(1).is_some_and(has_new))
-            {
-                return None;
-            }
             // An entry's node holds its replacement; an erase needs no node.
             let ready = old != 0 || new == 0 || r.storable(index, 0);
+            if new != 0 {
+                // Without the leaf node of `index` (`!ready`), the other indices of that leaf
+                // hold nothing: an entry of order below `LEVEL_SHIFT` would be in the leaf, a
+                // larger one would cover `index`. Only neighbours beyond it need a look.
+                let leaf = |i: usize| i >> LEVEL_SHIFT == index >> LEVEL_SHIFT;
+                let merges = |i: Option<usize>| {
+                    i.is_some_and(|i| {
+                        (ready || !leaf(i)) && r.load(i).is_some_and(|e| e.get() == new)
+                    })
+                };
+                if merges(index.checked_sub(1)) || merges(index.checked_add(1)) {
+                    return None;
+                }
+            }
             self.count(r.root_walks(), 0);
             ready
         };
