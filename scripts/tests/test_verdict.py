@@ -458,3 +458,35 @@ def test_bench_refuses_a_coarse_clock():
 
 def test_boot_keeps_the_tsc():
     assert 'tsc=reliable' in (SCRIPTS / 'vmtool.py').read_text()
+
+
+# ---------------------------------------------------------------------------
+# @one-thread: a second boot, judged with the first
+
+def test_one_thread_tag_marks_the_entry():
+    es = vmtool.parse_selftest_list('@one-thread x86_64/guest_memfd_stress_test 120\n'
+                                    'guest_memfd_test 120\n', 'rust')
+    assert [(e.name, e.one_thread) for e in es] == [
+        ('guest_memfd_stress_test', True), ('guest_memfd_test', False)]
+
+
+def test_two_boots_make_one_result(results):
+    es = vmtool.parse_selftest_list('@one-thread x86_64/guest_memfd_stress_test 120\n'
+                                    'guest_memfd_test 120\n', 'rust')
+    plain, one = [e for e in es if not e.one_thread], [e for e in es if e.one_thread]
+    vmtool.judge_boots('rust', [(boot(output=all_pass_output(plain)), plain, ''),
+                                (boot(output=all_pass_output(one)), one, ' (one-thread)')])
+    lines, passed, failed, _ = vmtool.verdict(results, [])
+    # Two programs and the kernel log of each boot.
+    assert (passed, failed) == (4, 0)
+
+
+def test_a_splat_in_the_one_thread_boot_fails(results):
+    es = vmtool.parse_selftest_list('@one-thread x86_64/guest_memfd_stress_test 120\n'
+                                    'guest_memfd_test 120\n', 'rust')
+    plain, one = [e for e in es if not e.one_thread], [e for e in es if e.one_thread]
+    splat = console_with('[    9.000000] BUG: KASAN: slab-use-after-free in foo+0x1/0x2')
+    vmtool.judge_boots('rust', [(boot(output=all_pass_output(plain)), plain, ''),
+                                (boot(splat, all_pass_output(one)), one, ' (one-thread)')])
+    _, passed, failed, _ = vmtool.verdict(results, [])
+    assert (passed, failed) == (3, 1)
