@@ -9,7 +9,6 @@
 //! `Result` into what C expects: errors become negative errnos here and
 //! nowhere else.  Nothing else in the crate imports this module.
 
-use core::ffi::c_void;
 use kernel::{
     bindings,
     ffi::{c_int, c_long},
@@ -33,9 +32,13 @@ use crate::{
     bind, fault,
     gmem_file::{GmemBox, GmemFile, Operations},
     host_map,
-    kvm::{Kvm, Memslot, PostPopulate},
-    populate, range,
+    kvm::{Kvm, Memslot},
+    range,
 };
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
+use crate::{kvm::PostPopulate, populate};
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
+use core::ffi::c_void;
 
 /// Checks at compile time that the Rust definition of a C entry point has
 /// exactly the type of its prototype in `include/linux/kvm_gmem.h`, as

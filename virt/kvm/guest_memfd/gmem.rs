@@ -28,5 +28,6 @@ pub mod ffi;
 mod gmem_file;
 mod host_map;
 mod kvm;
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
 mod populate;
 mod range;

@@ -14,6 +14,8 @@
 //! bindings.
 
 use core::{ffi::c_void, marker::PhantomData, ptr};
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
+use kernel::page::PAGE_SIZE;
 #[cfg(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)]
 use kernel::xarray::{multi::XaValue, XArray};
 use kernel::{
@@ -21,7 +23,6 @@ use kernel::{
     error::to_result,
     filemap::Mapping,
     fs::file::{File, LocalFile},
-    page::PAGE_SIZE,
     prelude::*,
     types::{ARef, AlwaysRefCounted, ForeignOwnable, Opaque},
     xarray::multi::{CopyEntry, UnownedPtr},
@@ -94,6 +95,7 @@ impl Kvm {
     ///
     /// The current task must hold the VM's `slots_lock` for the lifetime
     /// `'a`.
+    #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
     pub(crate) unsafe fn slots_locked(&self) -> SlotsLocked<'_> {
         // SAFETY: by the type invariant the VM is live.
         unsafe { bindings::kvm_gmem_shim_assert_slots_locked(self.as_ptr()) };
@@ -157,11 +159,13 @@ pub(crate) struct SlotsLocked<'a> {
 
 impl<'a> SlotsLocked<'a> {
     /// The VM whose lock this is.
+    #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
     pub(crate) fn kvm(&self) -> &'a Kvm {
         self.kvm
     }
 
     /// The memslot holding `gfn`, if any, live while the lock is held.
+    #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
     pub(crate) fn gfn_to_memslot(&self, gfn: u64) -> Option<&'a Memslot> {
         // SAFETY: the VM is live and its slots lock is held (type
         // invariant).
@@ -370,6 +374,7 @@ impl Memslot {
     }
 
     /// Whether the slot may hold private memory.
+    #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
     pub(crate) fn can_be_private(&self) -> bool {
         // SAFETY: the slot is live (type invariant).
         unsafe { bindings::kvm_gmem_shim_slot_can_be_private(self.as_ptr()) }
@@ -468,12 +473,14 @@ impl Memslot {
 ///
 /// `post` is not `None`, and may be called with the VM of the populate
 /// call, `src` advanced by whole pages (or null), and `opaque`.
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
 pub(crate) struct PostPopulate {
     post: bindings::kvm_gmem_populate_cb,
     src: *mut c_void,
     opaque: *mut c_void,
 }
 
+#[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
 impl PostPopulate {
     /// Wraps the callback `kvm_gmem_populate()` received; `None` if it is
     /// null.

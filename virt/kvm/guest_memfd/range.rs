@@ -25,6 +25,12 @@ pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = uapi::FALLOC_FL_KEEP_SIZE as i32;
 pub(crate) const FALLOC_FL_PUNCH_HOLE: i32 = uapi::FALLOC_FL_PUNCH_HOLE as i32;
 
 /// `KVM_MEMORY_ATTRIBUTE_PRIVATE`: the gfn is private memory.
+// The checks below are KUnit-tested on every architecture (also UML); only
+// those with memory attributes or private memory (x86) call them.
+#[cfg_attr(
+    not(any(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES, CONFIG_KVM_GENERIC_PRIVATE_MEM)),
+    allow(dead_code)
+)]
 pub(crate) const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
 
 /// Whether `v` is a multiple of the page size.
@@ -175,6 +181,7 @@ pub(crate) fn slot_gfn_range(
 /// What `kvm_gmem_populate()` returns after `done` pages when the last step
 /// failed with `failed`, if it did: the error if nothing was populated, else
 /// the number of pages populated.
+#[cfg_attr(not(CONFIG_KVM_GENERIC_PRIVATE_MEM), allow(dead_code))]
 pub(crate) fn populate_result(failed: Option<Error>, done: u64) -> Result<u64> {
     match failed {
         Some(e) if done == 0 => Err(e),
@@ -187,6 +194,7 @@ pub(crate) fn populate_result(failed: Option<Error>, done: u64) -> Result<u64> {
 ///
 /// No flag is defined; the range must be non-empty, must not wrap around
 /// and must be page aligned.  No memslot is needed.
+#[cfg_attr(not(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES), allow(dead_code))]
 pub(crate) fn check_set_attributes(
     address: u64,
     size: u64,
