@@ -7,8 +7,11 @@
 #   make selftest T=name      run selftests matching "name" in the test VM
 #   ... DEBUG=1               kernel, selftest, kunit-qemu: the debug variant
 #                             (KASAN, kmemleak, fault injection; x86_64-<impl>-debug)
+#   ... ARCH=arm64            kernel, selftests, selftest, kunit-qemu: the arm64
+#                             kernel ($(GMEM_CACHE)/out/arm64-rust, Rust only) in
+#                             qemu-system-aarch64 with KVM at the emulated EL2
 #   make kunit-uml [SUITE=g]  run the UML KUnit suites (optionally a glob)
-#   make kunit-qemu [SUITE=g] boot the x86_64 kernel with its KUnit suites
+#   make kunit-qemu [SUITE=g] boot the test kernel with its KUnit suites
 #   make lint                 rustfmtcheck, checkpatch and a CLIPPY=1 build
 #   make series               the whole change as one git format-patch series
 #                             in build/series/ (git am onto pristine 6.12.117)
@@ -26,8 +29,10 @@
 IMPL ?= rust
 IMPLS ?= c rust
 DEBUG ?= 0
+ARCH ?= x86_64
 export IMPL IMPLS
 KVARIANT := $(if $(filter 1,$(DEBUG)),--debug)
+KARCH := --arch=$(ARCH)
 # make fuzz: operations per seed and seeds (A,B,... or FIRST+COUNT); the
 # default is 100,000 operations on each kernel.
 OPS ?= 5000
@@ -56,19 +61,19 @@ source: setup
 	@scripts/prepare-source
 
 kernel: source
-	@scripts/build-kernel --impl=$(IMPL) $(KVARIANT)
+	@scripts/build-kernel $(KARCH) --impl=$(IMPL) $(KVARIANT)
 
 selftests: source
-	@scripts/build-selftests
+	@scripts/build-selftests $(KARCH)
 
 selftest: kernel selftests
-	@python3 scripts/vmtool.py selftests --impl=$(IMPL) $(KVARIANT) --verbose --filter="$(T)"
+	@python3 scripts/vmtool.py selftests $(KARCH) --impl=$(IMPL) $(KVARIANT) --verbose --filter="$(T)"
 
 kunit-uml: source
 	@scripts/kunit-uml $(SUITE)
 
 kunit-qemu: kernel
-	@python3 scripts/vmtool.py kunit --impl=$(IMPL) $(KVARIANT) --verbose $(SUITE)
+	@python3 scripts/vmtool.py kunit $(KARCH) --impl=$(IMPL) $(KVARIANT) --verbose $(SUITE)
 
 lint: source
 	@scripts/build-kernel --impl=rust && scripts/lint --clippy

@@ -133,28 +133,39 @@ class Boot:
         return '; '.join(filter(None, [self.problem] + self.state + self.splats[:3]))
 
 
-def kernel_name(impl: str, debug: bool, bench: bool = False) -> str:
-    return impl + ('-debug' if debug else '-bench' if bench else '')
+# The architectures of the test kernels: x86_64 boots in qemu-system-x86_64,
+# arm64 in qemu-system-aarch64 with an emulated EL2 for KVM.
+ARCHES = ('x86_64', 'arm64')
 
 
-def kernel_dir(impl: str, debug: bool, bench: bool = False) -> Path:
-    return CACHE / 'out' / f'x86_64-{kernel_name(impl, debug, bench)}'
+def kernel_name(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> str:
+    """The kernel's name in results and logs: rust, c-debug, arm64-rust..."""
+    name = impl + ('-debug' if debug else '-bench' if bench else '')
+    return name if arch == 'x86_64' else f'{arch}-{name}'
 
 
-def kernel_image(impl: str, debug: bool, bench: bool = False) -> Path:
-    image = kernel_dir(impl, debug, bench) / 'arch' / 'x86' / 'boot' / 'bzImage'
+def kernel_dir(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> Path:
+    name = impl + ('-debug' if debug else '-bench' if bench else '')
+    return CACHE / 'out' / f'{arch}-{name}'
+
+
+def kernel_image(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> Path:
+    image = kernel_dir(impl, debug, bench, arch) / 'arch' / (
+        'x86/boot/bzImage' if arch == 'x86_64' else 'arm64/boot/Image')
     if not image.exists():
         flag = ' --debug' if debug else ' --bench' if bench else ''
+        flag += '' if arch == 'x86_64' else f' --arch={arch}'
         sys.exit(f'vmtool: no kernel at {image}; build it with '
                  f'`scripts/build-kernel --impl={impl}{flag}`')
     return image
 
 
-def kernel_config(impl: str, debug: bool, bench: bool = False) -> Dict[str, str]:
+def kernel_config(impl: str, debug: bool, bench: bool = False,
+                  arch: str = 'x86_64') -> Dict[str, str]:
     """The CONFIG_* options that are set in a built kernel."""
     opts = {}
     try:
-        for line in (kernel_dir(impl, debug, bench) / '.config').read_text().splitlines():
+        for line in (kernel_dir(impl, debug, bench, arch) / '.config').read_text().splitlines():
             if line.startswith('CONFIG_') and '=' in line:
                 key, val = line.split('=', 1)
                 opts[key] = val
@@ -163,14 +174,25 @@ def kernel_config(impl: str, debug: bool, bench: bool = False) -> Dict[str, str]
     return opts
 
 
-def make_initramfs(kname: str, files: Dict[str, Path], cmd: Optional[List[str]],
-                   dest: Path) -> None:
+def busybox(arch: str) -> Path:
+    """The static busybox of the guest: the host's on x86_64, Debian's arm64
+    build (fetched by scripts/setup-toolchain) on arm64."""
+    if arch == 'x86_64':
+        return Path('/bin/busybox')
+    bb = CACHE / 'arm64' / 'busybox'
+    if not bb.exists():
+        sys.exit(f'vmtool: no arm64 busybox at {bb}; run scripts/setup-toolchain')
+    return bb
+
+
+def make_initramfs(kdir: Path, files: Dict[str, Path], cmd: Optional[List[str]],
+                   dest: Path, arch: str = 'x86_64') -> None:
     """Write a gzip'd cpio with busybox, /init and FILES under /payload.
 
-    Uses the kernel's own usr/gen_init_cpio, so no root is needed for the
-    device node.
+    Uses the kernel's own usr/gen_init_cpio (a host program), so no root is
+    needed for the device node.
     """
-    gen = CACHE / 'out' / f'x86_64-{kname}' / 'usr' / 'gen_init_cpio'
+    gen = kdir / 'usr' / 'gen_init_cpio'
     spec = [
         'dir /dev 0755 0 0',
         'nod /dev/console 0600 0 0 c 5 1',
@@ -180,7 +202,7 @@ def make_initramfs(kname: str, files: Dict[str, Path], cmd: Optional[List[str]],
         'dir /bin 0755 0 0',
         'dir /payload 0755 0 0',
         f'file /init {GUEST / "init"} 0755 0 0',
-        'file /bin/busybox /bin/busybox 0755 0 0',
+        f'file /bin/busybox {busybox(arch)} 0755 0 0',
     ]
     for name, host in files.items():
         spec.append(f'file /payload/{name} {host} 0755 0 0')
@@ -255,7 +277,7 @@ def state_problems(console: str, lockdep: bool, kmemleak: bool) -> List[str]:
 
 # Clock sources that read in nanoseconds under TCG; jiffies-based ones tick
 # every few milliseconds.
-PRECISE_CLOCKS = ('tsc', 'tsc-early')
+PRECISE_CLOCKS = ('tsc', 'tsc-early', 'arch_sys_counter')
 
 
 def clock_problem(console: str) -> Optional[str]:
@@ -275,18 +297,40 @@ def clock_problem(console: str) -> Optional[str]:
     return None
 
 
+def qemu_command(arch: str, accel: str, image: Path, initrd: Path, cmdline: str,
+                 console: Path, output: Path, status: Path) -> List[str]:
+    """The QEMU command line of a test VM: two vCPUs, 2 GiB, no devices but
+    the console (the kernel log), the program's output and its status."""
+    common = ['-accel', accel, '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults',
+              '-display', 'none', '-no-reboot', '-kernel', str(image), '-initrd', str(initrd)]
+    if arch == 'x86_64':
+        return (['qemu-system-x86_64'] + common +
+                ['-append', 'console=ttyS0 ' + cmdline,
+                 '-serial', f'file:{console}', '-serial', f'file:{output}',
+                 '-serial', f'file:{status}'])
+    # arm64: KVM runs at the emulated EL2 (virtualization=on), with a GICv3
+    # for its vGIC; the virt machine has one UART (the kernel log), so the
+    # output and status go to two virtio consoles, /dev/hvc0 and /dev/hvc1.
+    return (['qemu-system-aarch64', '-M', 'virt,virtualization=on,gic-version=3'] + common +
+            ['-append', 'console=ttyAMA0 vmrun.hvc=1 ' + cmdline,
+             '-serial', f'file:{console}',
+             '-device', 'virtio-serial-device',
+             '-chardev', f'file,id=out,path={output}', '-device', 'virtconsole,chardev=out',
+             '-chardev', f'file,id=st,path={status}', '-device', 'virtconsole,chardev=st'])
+
+
 def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
          timeout: int, append: str = '', stream=None, debug: bool = False,
-         bench: bool = False, accel: Optional[str] = None) -> Boot:
+         bench: bool = False, accel: Optional[str] = None, arch: str = 'x86_64') -> Boot:
     """Boot the IMPL kernel, run CMD (in /payload) and collect the logs."""
-    kname = kernel_name(impl, debug, bench)
+    kname = kernel_name(impl, debug, bench, arch)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     logdir = BUILD / 'vm' / f'{stamp}-{kname}-{name}'
     logdir.mkdir(parents=True, exist_ok=True)
-    image = kernel_image(impl, debug, bench)
-    config = kernel_config(impl, debug, bench)
+    image = kernel_image(impl, debug, bench, arch)
+    config = kernel_config(impl, debug, bench, arch)
     initrd = logdir / 'initramfs.cpio.gz'
-    make_initramfs(kname, files, cmd, initrd)
+    make_initramfs(kernel_dir(impl, debug, bench, arch), files, cmd, initrd, arch)
     console, output, status = (logdir / n for n in ('console.log', 'output.log', 'status.log'))
     for f in (console, output, status):
         f.write_bytes(b'')
@@ -298,19 +342,17 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
     # direct-map addresses as wild accesses (do_raw_spin_lock from
     # handle_edge_irq, 2 s into boot: a debug-boot flake seen with QEMU 7.2
     # and 10.0).  Nothing here needs 5-level paging.
-    cmdline = 'console=ttyS0 panic=-1 rdinit=/init kunit.enable=0 tsc=reliable no5lvl '
-    khz = host_tsc_khz()
-    if khz:
-        cmdline += f'tsc_early_khz={khz} '
+    cmdline = 'panic=-1 rdinit=/init kunit.enable=0 '
+    if arch == 'x86_64':
+        cmdline += 'tsc=reliable no5lvl '
+        khz = host_tsc_khz()
+        if khz:
+            cmdline += f'tsc_early_khz={khz} '
     cmdline += append
     # VMTOOL_ACCEL: another -accel for experiments, e.g. tcg,thread=single
     # (one host thread for both vCPUs) to tell TCG's multi-threading apart.
     accel = os.environ.get('VMTOOL_ACCEL', accel or 'tcg')
-    qemu = ['qemu-system-x86_64', '-accel', accel, '-cpu', 'max', '-smp', '2',
-            '-m', '2048', '-nodefaults', '-display', 'none', '-no-reboot',
-            '-kernel', str(image), '-initrd', str(initrd), '-append', cmdline,
-            '-serial', f'file:{console}', '-serial', f'file:{output}',
-            '-serial', f'file:{status}']
+    qemu = qemu_command(arch, accel, image, initrd, cmdline, console, output, status)
     # VMTOOL_GDB: a gdbstub port, for scripts/ioctl-profile.
     if os.environ.get('VMTOOL_GDB'):
         qemu += ['-gdb', f'tcp:127.0.0.1:{os.environ["VMTOOL_GDB"]}']
@@ -425,7 +467,7 @@ def cmd_run(args) -> int:
     files = {binary.name: binary.resolve()}
     b = boot(args.impl, 'run-' + binary.name, files, ['./' + binary.name] + args.argv[1:],
              args.timeout, append=args.append, stream=sys.stdout.buffer, debug=args.debug,
-             bench=args.bench)
+             bench=args.bench, arch=args.arch)
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
@@ -446,7 +488,7 @@ def cmd_run(args) -> int:
 # kernels; @fuzz marks a program that scripts/fuzz runs (no kernel has the
 # tag); @may-skip lets a test skip.
 KERNEL_TAGS = {'c', 'rust', 'debug', 'nodebug', 'fuzz'}
-TAGS = KERNEL_TAGS | {'may-skip', 'one-thread'}
+TAGS = KERNEL_TAGS | {'may-skip', 'one-thread', 'kvm-modes'}
 
 
 class ListError(Exception):
@@ -461,6 +503,8 @@ class Entry:
     args: List[str]
     may_skip: bool = False
     one_thread: bool = False
+    # arm64: also run in a boot with each of KVM_MODES.
+    kvm_modes: bool = False
 
     @property
     def name(self) -> str:
@@ -496,13 +540,23 @@ def parse_selftest_list(text: str, impl: str, debug: bool = False,
             raise ListError(f'{where}:{n}: expected "<path> <timeout> [args...]"')
         if (tags & KERNEL_TAGS) <= have:
             entries.append(Entry(fields[0], int(fields[1]), fields[2:], 'may-skip' in tags,
-                                 'one-thread' in tags))
+                                 'one-thread' in tags, 'kvm-modes' in tags))
     return entries
 
 
-def read_selftest_list(impl: str, debug: bool = False) -> List[Entry]:
-    path = REPO / 'tests' / 'selftests.list'
-    return parse_selftest_list(path.read_text(), impl, debug)
+def selftest_list_path(arch: str = 'x86_64') -> Path:
+    return REPO / 'tests' / ('selftests.list' if arch == 'x86_64' else f'selftests-{arch}.list')
+
+
+def read_selftest_list(impl: str, debug: bool = False, arch: str = 'x86_64') -> List[Entry]:
+    path = selftest_list_path(arch)
+    return parse_selftest_list(path.read_text(), impl, debug,
+                               str(path.relative_to(REPO)))
+
+
+def selftests_dir(arch: str = 'x86_64') -> Path:
+    """Where scripts/build-selftests puts the static selftests of ARCH."""
+    return CACHE / ('selftests' if arch == 'x86_64' else f'selftests-{arch}')
 
 
 # ---------------------------------------------------------------------------
@@ -592,10 +646,16 @@ def parse_selftests(output: str, entries: List[Entry]) -> List[SelftestResult]:
 # the stress test).
 ONE_THREAD_ACCEL = 'tcg,thread=single'
 
+# arm64: the modes of KVM (kvm-arm.mode=) that the @kvm-modes selftests also
+# run in, each in a boot of its own, besides the default (VHE at EL2):
+# nVHE (the host kernel at EL1, a hypervisor at EL2) and protected (pKVM:
+# nVHE with the hypervisor protecting itself and its guests from the host).
+KVM_MODES = ('nvhe', 'protected')
+
 
 def cmd_selftests(args) -> int:
-    name = kernel_name(args.impl, args.debug)
-    entries = [e for e in read_selftest_list(args.impl, args.debug)
+    name = kernel_name(args.impl, args.debug, arch=args.arch)
+    entries = [e for e in read_selftest_list(args.impl, args.debug, args.arch)
                if args.filter in e.name]
     if not entries:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
@@ -605,16 +665,21 @@ def cmd_selftests(args) -> int:
         if group:
             b = run_selftests(args, group, ONE_THREAD_ACCEL if one_thread else None)
             runs.append((b, group, ' (one-thread TCG boot)' if one_thread else ''))
+    if args.arch == 'arm64':
+        group = [e for e in entries if e.kvm_modes]
+        for mode in KVM_MODES if group else ():
+            b = run_selftests(args, group, None, f'kvm-arm.mode={mode}')
+            runs.append((b, group, f' (kvm-arm.mode={mode} boot)'))
     return judge_boots(name, runs)
 
 
-def run_selftests(args, entries: List[Entry], accel: Optional[str]) -> Boot:
+def run_selftests(args, entries: List[Entry], accel: Optional[str], append: str = '') -> Boot:
     """One boot of the kernel of ARGS that runs ENTRIES."""
     files = {'run-kselftests': GUEST / 'run-kselftests'}
     lines = []
     scale = DEBUG_SLOWDOWN if args.debug else 1
     for e in entries:
-        host = CACHE / 'selftests' / e.path
+        host = selftests_dir(args.arch) / e.path
         if not host.exists():
             sys.exit(f'vmtool: {host} missing; run scripts/build-selftests')
         files[host.name] = host
@@ -623,10 +688,11 @@ def run_selftests(args, entries: List[Entry], accel: Optional[str]) -> Boot:
         lst.write('\n'.join(lines) + '\n')
     files['tests.list'] = Path(lst.name)
     budget = sum(e.timeout * scale + 15 for e in entries) + 120
-    b = boot(args.impl, 'selftests' + ('-one-thread' if accel else ''), files,
-             ['./run-kselftests', 'tests.list'], budget,
+    label = '-one-thread' if accel else '-' + append.split('=')[-1] if append else ''
+    b = boot(args.impl, 'selftests' + label, files,
+             ['./run-kselftests', 'tests.list'], budget, append=append,
              stream=sys.stdout.buffer if args.verbose else None, debug=args.debug,
-             accel=accel)
+             accel=accel, arch=args.arch)
     os.unlink(lst.name)
     return b
 
@@ -647,7 +713,7 @@ def judge_boots(name: str, runs) -> int:
         p, f, s, i = judge_boot(name, b, entries, label, details)
         passed, failed, skipped, inner_skips = passed + p, failed + f, skipped + s, inner_skips + i
         tests += [f'selftest:{e.name}' for e in entries]
-        tests.append(f'kernel-log:{name}' + ('-one-thread' if label else ''))
+        tests.append(f'kernel-log:{name}' + label)
     if inner_skips:
         print(f'    [{name}] {inner_skips} skip(s) inside the programs')
     write_result(f'selftests-{name}', passed, failed, skipped, details, tests)
@@ -818,14 +884,16 @@ def cmd_kunit(args) -> int:
     if args.glob:
         append += f' kunit.filter_glob={args.glob}'
     expected = expected_suites('qemu', args.glob)
-    b = boot(args.impl, 'kunit', {}, None, args.timeout, append=append, debug=args.debug)
+    b = boot(args.impl, 'kunit', {}, None, args.timeout, append=append, debug=args.debug,
+             arch=args.arch)
     json_out = b.logdir / 'kunit.json'
     text = kunit_parse(b.logdir / 'console.log', json_out)
     (b.logdir / 'kunit-parse.log').write_text(text)
     if args.verbose:
         print(text)
     extra = ['kernel log: ' + b.summary()] if report_problems(b) else []
-    return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug)}', text, json_out,
+    return record_kunit(f'kunit-qemu-{kernel_name(args.impl, args.debug, arch=args.arch)}',
+                        text, json_out,
                         expected, extra)
 
 
@@ -915,9 +983,9 @@ def cmd_verdict(args) -> int:
 def result_name(args) -> Optional[str]:
     """The result a subcommand writes, so that a crash still records one."""
     if args.cmd == 'selftests':
-        return f'selftests-{kernel_name(args.impl, args.debug)}'
+        return f'selftests-{kernel_name(args.impl, args.debug, arch=args.arch)}'
     if args.cmd == 'kunit':
-        return f'kunit-qemu-{kernel_name(args.impl, args.debug)}'
+        return f'kunit-qemu-{kernel_name(args.impl, args.debug, arch=args.arch)}'
     if args.cmd == 'kunit-record':
         return args.name
     return None
@@ -932,6 +1000,8 @@ def main() -> int:
         p.add_argument('--impl', choices=('c', 'rust'), default=os.environ.get('IMPL', 'rust'))
         p.add_argument('--debug', action='store_true',
                        help='boot the debug variant (scripts/build-kernel --debug)')
+        p.add_argument('--arch', choices=ARCHES, default='x86_64',
+                       help='the test kernel\'s architecture (scripts/build-kernel --arch)')
 
     p = sub.add_parser('run')
     impl_arg(p)

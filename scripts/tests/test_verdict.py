@@ -490,3 +490,51 @@ def test_a_splat_in_the_one_thread_boot_fails(results):
                                 (boot(splat, all_pass_output(one)), one, ' (one-thread)')])
     _, passed, failed, _ = vmtool.verdict(results, [])
     assert (passed, failed) == (3, 1)
+
+
+# ---------------------------------------------------------------------------
+# arm64: its own list, kernel names and QEMU command, and the KVM-mode boots
+
+def test_arm64_names_and_dirs():
+    assert vmtool.kernel_name('rust', False, arch='arm64') == 'arm64-rust'
+    assert vmtool.kernel_name('rust', False) == 'rust'
+    assert vmtool.kernel_dir('rust', False, arch='arm64').name == 'arm64-rust'
+    assert vmtool.kernel_dir('c', True).name == 'x86_64-c-debug'
+
+
+def test_arm64_qemu_runs_kvm_at_el2_with_two_virtio_consoles(tmp_path):
+    cmd = vmtool.qemu_command('arm64', 'tcg', tmp_path / 'Image', tmp_path / 'i', 'x=1',
+                              tmp_path / 'c', tmp_path / 'o', tmp_path / 's')
+    text = ' '.join(cmd)
+    assert cmd[0] == 'qemu-system-aarch64'
+    assert 'virtualization=on' in text and 'gic-version=3' in text
+    assert 'console=ttyAMA0 vmrun.hvc=1 x=1' in text
+    assert text.count('virtconsole') == 2
+    x86 = ' '.join(vmtool.qemu_command('x86_64', 'tcg', tmp_path / 'b', tmp_path / 'i', 'x=1',
+                                       tmp_path / 'c', tmp_path / 'o', tmp_path / 's'))
+    assert x86.startswith('qemu-system-x86_64') and 'console=ttyS0 x=1' in x86
+
+
+def test_the_arm64_list_parses_and_has_kvm_mode_tests():
+    es = vmtool.read_selftest_list('rust', arch='arm64')
+    names = [e.name for e in es if e.kvm_modes]
+    assert 'guest_memfd_arm64_test' in names and 'guest_memfd_test' in names
+
+
+def test_guest_init_uses_the_virtio_consoles_on_arm64():
+    text = (SCRIPTS / 'guest' / 'init').read_text()
+    assert 'vmrun.hvc=1' in text and '/dev/hvc1' in text
+
+
+def test_kvm_mode_boots_make_one_result_and_fail_alone(results):
+    es = vmtool.parse_selftest_list('@kvm-modes guest_memfd_test 120\n'
+                                    'set_memory_region_test 300\n', 'rust')
+    modes = [e for e in es if e.kvm_modes]
+    splat = console_with('[    9.000000] WARNING: CPU: 0 PID: 1 at arch/arm64/kvm/mmu.c:1')
+    vmtool.judge_boots('arm64-rust', [
+        (boot(output=all_pass_output(es)), es, ''),
+        (boot(output=all_pass_output(modes)), modes, ' (kvm-arm.mode=nvhe boot)'),
+        (boot(splat, all_pass_output(modes)), modes, ' (kvm-arm.mode=protected boot)')])
+    _, passed, failed, _ = vmtool.verdict(results, [])
+    # 2 + 1 + 1 programs, 3 kernel logs of which the pKVM one has a splat.
+    assert (passed, failed) == (6, 1)
