@@ -21,6 +21,9 @@
  *   and the instruction fetch takes a stage-2 permission fault, which must
  *   relax the mapping (6.18 mapped it again, which stage 2 refuses as no
  *   update, and the vCPU faulted forever; fixed in 7.1).
+ * - Releasing the guest_memfd (last mapping and fd gone) unmaps it from
+ *   stage 2: the vCPU's next access to a page it had mapped fails with
+ *   EFAULT and KVM_EXIT_MEMORY_FAULT instead of reaching freed memory.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -105,6 +108,9 @@ static void guest_code(uint64_t psize)
 		     "isb" : : "r" (page_ptr(GMEM_GPA, CODE_PAGE)) : "memory");
 	fn = (void *)page_ptr(GMEM_GPA, CODE_PAGE);
 	GUEST_SYNC(fn());
+
+	/* Stage 5: the host released the guest_memfd; this must not map. */
+	GUEST_SYNC(READ_ONCE(*page_ptr(GMEM_GPA, 0)));
 
 	GUEST_DONE();
 }
@@ -194,7 +200,7 @@ int main(int argc, char *argv[])
 	struct kvm_vm *vm;
 	uint64_t size, *gmem, *anon, *ro;
 	struct ucall uc;
-	int fd, i;
+	int fd, i, r;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));
 	page_size = getpagesize();
@@ -273,10 +279,18 @@ int main(int argc, char *argv[])
 		cpu_has_dic(), cpu_has_dic() ? "mapped executable at once" :
 		"through a stage-2 permission fault");
 
-	TEST_ASSERT_EQ(run_to_ucall(vcpu, &uc), UCALL_DONE);
-
+	/* Release the guest_memfd; the memslot stays. */
 	munmap(gmem, size);
 	close(fd);
+	r = __vcpu_run(vcpu);
+	TEST_ASSERT(r == -1 && errno == EFAULT &&
+		    vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+		    vcpu->run->memory_fault.gpa == GMEM_GPA,
+		    "access after the release: KVM_RUN %d (errno %d), exit %u, gpa 0x%llx",
+		    r, errno, vcpu->run->exit_reason,
+		    (unsigned long long)vcpu->run->memory_fault.gpa);
+	pr_info("stage 5: after the release the vCPU's access is a memory fault\n");
+
 	kvm_vm_free(vm);
 	return 0;
 }
