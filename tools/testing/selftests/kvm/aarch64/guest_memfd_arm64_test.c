@@ -154,33 +154,33 @@ static void test_caps(struct kvm_vm *vm)
 	pr_info("caps: GUEST_MEMFD 1, GUEST_MEMFD_FLAGS 0x%lx\n", want);
 }
 
-/* What the memslot of a guest_memfd created with @flags accepts. */
+/* Binding guest_memfd @fd with memslot flags @slot_flags fails with EINVAL. */
+static void expect_bind_einval(struct kvm_vm *vm, uint64_t size, int fd,
+			       uint32_t slot_flags, const char *what)
+{
+	int r = __vm_set_user_memory_region2(vm, GMEM_SLOT, slot_flags,
+					     GMEM_GPA, size, NULL, fd, 0);
+
+	TEST_ASSERT(r == -1 && errno == EINVAL, "%s: %d (errno %d), want EINVAL",
+		    what, r, errno);
+}
+
+/* What a memslot bound to a guest_memfd refuses. */
 static void test_bind_rules(struct kvm_vm *vm, uint64_t size)
 {
 	uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
-	int fd, r;
+	int fd;
 
 	fd = vm_create_guest_memfd(vm, size, 0);
-	r = __vm_set_user_memory_region2(vm, GMEM_SLOT, KVM_MEM_GUEST_MEMFD,
-					 GMEM_GPA, size, NULL, fd, 0);
-	TEST_ASSERT(r == -1 && errno == EINVAL,
-		    "binding a guest_memfd without MMAP: %d (errno %d), want EINVAL",
-		    r, errno);
+	expect_bind_einval(vm, size, fd, KVM_MEM_GUEST_MEMFD,
+			   "binding a guest_memfd without MMAP");
 	close(fd);
 
 	fd = vm_create_guest_memfd(vm, size, flags);
-	r = __vm_set_user_memory_region2(vm, GMEM_SLOT,
-					 KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY,
-					 GMEM_GPA, size, NULL, fd, 0);
-	TEST_ASSERT(r == -1 && errno == EINVAL,
-		    "a read-only guest_memfd memslot: %d (errno %d), want EINVAL",
-		    r, errno);
-	r = __vm_set_user_memory_region2(vm, GMEM_SLOT,
-					 KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES,
-					 GMEM_GPA, size, NULL, fd, 0);
-	TEST_ASSERT(r == -1 && errno == EINVAL,
-		    "dirty logging a guest_memfd memslot: %d (errno %d), want EINVAL",
-		    r, errno);
+	expect_bind_einval(vm, size, fd, KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY,
+			   "a read-only guest_memfd memslot");
+	expect_bind_einval(vm, size, fd, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES,
+			   "dirty logging a guest_memfd memslot");
 	close(fd);
 	pr_info("bind: without MMAP, READONLY and LOG_DIRTY_PAGES all EINVAL\n");
 }
@@ -199,7 +199,6 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	uint64_t size, *gmem, *anon, *ro;
-	struct ucall uc;
 	int fd, i, r;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));
@@ -265,16 +264,8 @@ int main(int argc, char *argv[])
 	TEST_ASSERT_EQ(*ro, RO_VAL);
 	pr_info("stage 3: the read-only memslot refused the write (MMIO exit)\n");
 
-	switch (run_to_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT_EQ(uc.args[1], GUEST_RET);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+	/* The guest reports what its code returned as the stage. */
+	expect_sync(vcpu, GUEST_RET);
 	pr_info("stage 4: code written into guest_memfd memory ran (CTR_EL0.DIC %d: %s)\n",
 		cpu_has_dic(), cpu_has_dic() ? "mapped executable at once" :
 		"through a stage-2 permission fault");
