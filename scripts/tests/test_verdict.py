@@ -538,3 +538,25 @@ def test_kvm_mode_boots_make_one_result_and_fail_alone(results):
     _, passed, failed, _ = vmtool.verdict(results, [])
     # 2 + 1 + 1 programs, 3 kernel logs of which the pKVM one has a splat.
     assert (passed, failed) == (6, 1)
+
+
+def test_debug_kernels_run_every_selftest_in_one_one_thread_boot(results, monkeypatch):
+    es = vmtool.parse_selftest_list('@one-thread x86_64/guest_memfd_stress_test 120\n'
+                                    'private_mem_conversions_test 300 -n 4 -m 4\n', 'rust',
+                                    debug=True)
+    monkeypatch.setattr(vmtool, 'read_selftest_list', lambda impl, debug, arch: es)
+    boots = []
+
+    def fake_run(args, entries, accel, append=''):
+        boots.append((accel, [e.name for e in entries]))
+        return boot(output=all_pass_output(entries))
+    monkeypatch.setattr(vmtool, 'run_selftests', fake_run)
+
+    class Args:
+        impl, debug, arch, filter = 'rust', True, 'x86_64', ''
+    assert vmtool.cmd_selftests(Args()) == 0
+    assert boots == [(vmtool.ONE_THREAD_ACCEL, [e.name for e in es])]
+    Args.debug = False
+    boots.clear()
+    vmtool.cmd_selftests(Args())
+    assert [accel for accel, _ in boots] == [None, vmtool.ONE_THREAD_ACCEL]
