@@ -138,15 +138,19 @@ class Boot:
 ARCHES = ('x86_64', 'arm64')
 
 
+def variant_name(impl: str, debug: bool, bench: bool = False) -> str:
+    """The implementation and variant of a kernel: rust, c-debug, rust-bench."""
+    return impl + ('-debug' if debug else '-bench' if bench else '')
+
+
 def kernel_name(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> str:
     """The kernel's name in results and logs: rust, c-debug, arm64-rust..."""
-    name = impl + ('-debug' if debug else '-bench' if bench else '')
+    name = variant_name(impl, debug, bench)
     return name if arch == 'x86_64' else f'{arch}-{name}'
 
 
 def kernel_dir(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> Path:
-    name = impl + ('-debug' if debug else '-bench' if bench else '')
-    return CACHE / 'out' / f'{arch}-{name}'
+    return CACHE / 'out' / f'{arch}-{variant_name(impl, debug, bench)}'
 
 
 def kernel_image(impl: str, debug: bool, bench: bool = False, arch: str = 'x86_64') -> Path:
@@ -675,13 +679,15 @@ def cmd_selftests(args) -> int:
     if args.arch == 'arm64':
         group = [e for e in entries if e.kvm_modes]
         for mode in KVM_MODES if group else ():
-            b = run_selftests(args, group, None, f'kvm-arm.mode={mode}')
+            b = run_selftests(args, group, None, mode)
             runs.append((b, group, f' (kvm-arm.mode={mode} boot)'))
     return judge_boots(name, runs)
 
 
-def run_selftests(args, entries: List[Entry], accel: Optional[str], append: str = '') -> Boot:
-    """One boot of the kernel of ARGS that runs ENTRIES."""
+def run_selftests(args, entries: List[Entry], accel: Optional[str],
+                  kvm_mode: Optional[str] = None) -> Boot:
+    """One boot of the kernel of ARGS that runs ENTRIES, with -accel ACCEL
+    (default TCG) and, on arm64, kvm-arm.mode=KVM_MODE if given."""
     files = {'run-kselftests': GUEST / 'run-kselftests'}
     lines = []
     scale = DEBUG_SLOWDOWN if args.debug else 1
@@ -695,9 +701,13 @@ def run_selftests(args, entries: List[Entry], accel: Optional[str], append: str 
         lst.write('\n'.join(lines) + '\n')
     files['tests.list'] = Path(lst.name)
     budget = sum(e.timeout * scale + 15 for e in entries) + 120
-    label = '-one-thread' if accel else '-' + append.split('=')[-1] if append else ''
-    b = boot(args.impl, 'selftests' + label, files,
-             ['./run-kselftests', 'tests.list'], budget, append=append,
+    name = 'selftests'
+    if accel:
+        name += '-one-thread'
+    if kvm_mode:
+        name += f'-{kvm_mode}'
+    b = boot(args.impl, name, files, ['./run-kselftests', 'tests.list'], budget,
+             append=f'kvm-arm.mode={kvm_mode}' if kvm_mode else '',
              stream=sys.stdout.buffer if args.verbose else None, debug=args.debug,
              accel=accel, arch=args.arch)
     os.unlink(lst.name)

@@ -547,7 +547,7 @@ def test_debug_kernels_run_every_selftest_in_one_one_thread_boot(results, monkey
     monkeypatch.setattr(vmtool, 'read_selftest_list', lambda impl, debug, arch: es)
     boots = []
 
-    def fake_run(args, entries, accel, append=''):
+    def fake_run(args, entries, accel, kvm_mode=None):
         boots.append((accel, [e.name for e in entries]))
         return boot(output=all_pass_output(entries))
     monkeypatch.setattr(vmtool, 'run_selftests', fake_run)
