@@ -69,4 +69,5 @@ hash_files() {
 	cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
-kernel_out() { echo "$CACHE/out/x86_64-$1"; }
+# kernel_out NAME [ARCH]: the object directory of kernel NAME (rust, c-debug...)
+kernel_out() { echo "$CACHE/out/${2:-x86_64}-$1"; }
