@@ -14,6 +14,7 @@ use crate::{
     bindings,
     error::{from_err_ptr, Result},
     folio::LockedFolio,
+    mm::mempolicy::Mempolicy,
     types::Opaque,
 };
 use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
@@ -149,6 +150,30 @@ impl Mapping {
         let ptr = NonNull::new(ptr).ok_or(crate::error::code::ENOMEM)?;
         // SAFETY: `filemap_grab_folio` returns a locked folio with a reference, which we hand
         // over to the `LockedFolio`.
+        Ok(unsafe { LockedFolio::from_raw(ptr) })
+    }
+
+    /// Like [`Mapping::grab_folio`], but a new folio is allocated from the nodes that `mpol`
+    /// picks for the interleave index `ilx` (`filemap_grab_folio_mpol`); with `None`, from those
+    /// of the task's policy, exactly as [`Mapping::grab_folio`].
+    ///
+    /// A folio already in the page cache is returned where it is. May sleep.
+    pub fn grab_folio_mpol(
+        &self,
+        index: usize,
+        mpol: Option<&Mempolicy>,
+        ilx: usize,
+    ) -> Result<LockedFolio> {
+        let mpol = mpol.map_or(core::ptr::null_mut(), Mempolicy::as_raw);
+        // SAFETY: By the type invariants the mapping is valid; `mpol` is null or a policy the
+        // caller holds a reference on for the duration of the call. The function returns a
+        // folio or an `ERR_PTR`, never null.
+        let ptr = from_err_ptr(unsafe {
+            bindings::filemap_grab_folio_mpol(self.as_raw(), index, mpol, ilx)
+        })?;
+        let ptr = NonNull::new(ptr).ok_or(crate::error::code::ENOMEM)?;
+        // SAFETY: The folio comes locked and with a reference, which we hand over to the
+        // `LockedFolio`.
         Ok(unsafe { LockedFolio::from_raw(ptr) })
     }
 

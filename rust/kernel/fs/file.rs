@@ -494,13 +494,62 @@ pub unsafe fn anon_inode_create_getfile<T: ForeignOwnable>(
     data: T,
     flags: u32,
 ) -> Result<ARef<File>> {
+    // SAFETY: The caller guarantees what `create_getfile` requires of `fops` and `T`.
+    unsafe { create_getfile(&InodeSource::ANON, name, fops, data, flags) }
+}
+
+/// A C function that creates a file on a new inode of some filesystem, with the arguments, the
+/// result and the contract of `anon_inode_create_getfile()`: name, file operations, private data,
+/// `O_*` flags and an optional inode to inherit the security context from; a new file with one
+/// reference, whose private data is the one given, or an `ERR_PTR` and nothing created.
+pub type CreateGetfileFn = unsafe extern "C" fn(
+    *const crate::ffi::c_char,
+    *const bindings::file_operations,
+    *mut crate::ffi::c_void,
+    crate::ffi::c_int,
+    *const bindings::inode,
+) -> *mut bindings::file;
+
+/// Where [`create_getfile`] gets the new inode of a file from: the anonymous-inode filesystem, or
+/// a pseudo-filesystem of the caller's whose inodes hold more than a plain inode does.
+pub struct InodeSource(CreateGetfileFn);
+
+impl InodeSource {
+    /// New inodes of the anonymous-inode filesystem (`anon_inode_create_getfile`).
+    pub const ANON: Self = Self(bindings::anon_inode_create_getfile);
+
+    /// New inodes made by `create`.
+    ///
+    /// # Safety
+    ///
+    /// `create` has the contract of `anon_inode_create_getfile()` (see [`CreateGetfileFn`]) and
+    /// stays callable as long as the `InodeSource` is used.
+    pub const unsafe fn new(create: CreateGetfileFn) -> Self {
+        Self(create)
+    }
+}
+
+/// [`anon_inode_create_getfile`] with the new inode taken from `source`: a file whose private
+/// data is `data`, with the same rules for `name`, `fops`, `flags` and `data`.
+///
+/// # Safety
+///
+/// As for [`anon_inode_create_getfile`].
+pub unsafe fn create_getfile<T: ForeignOwnable>(
+    source: &InodeSource,
+    name: &CStr,
+    fops: &'static FileOperations,
+    data: T,
+    flags: u32,
+) -> Result<ARef<File>> {
     // CAST: The C parameter is an `int` of `O_*` flags, which all fit in its low 31 bits.
     let flags = flags as crate::ffi::c_int;
     let private = data.into_foreign();
     // SAFETY: `name` is a valid C string (its contents are copied), `fops` lives forever, and the
     // caller guarantees that `private` is what `fops` expects. The context inode is optional.
+    // `source` has the contract of `anon_inode_create_getfile` (`InodeSource::new`).
     let ptr = from_err_ptr(unsafe {
-        bindings::anon_inode_create_getfile(
+        (source.0)(
             name.as_char_ptr(),
             fops.as_ptr(),
             private.cast_mut(),
@@ -508,7 +557,7 @@ pub unsafe fn anon_inode_create_getfile<T: ForeignOwnable>(
             ptr::null(),
         )
     });
-    // `anon_inode_create_getfile` returns a file or an error, never null.
+    // A `CreateGetfileFn` returns a file or an error, never null.
     match ptr.map(NonNull::new) {
         // SAFETY: A new file comes with one reference, which goes to the `ARef`. `File` is
         // `repr(transparent)`, so the pointer cast is valid.

@@ -82,6 +82,13 @@ impl Inode {
         self.0.get()
     }
 
+    /// Returns the inode number (`i_ino`), which is unique among the inodes of its filesystem.
+    pub fn ino(&self) -> usize {
+        // SAFETY: By the type invariants the inode is alive. `i_ino` is set when the inode is
+        // created and does not change after.
+        unsafe { (*self.as_ptr()).i_ino }
+    }
+
     /// Returns the size of the inode in bytes (`i_size_read`).
     pub fn size(&self) -> i64 {
         // SAFETY: By the type invariants the inode is alive. `i_size_read` reads the size
