@@ -69,6 +69,24 @@ long kvm_gmem_populate(struct kvm *kvm, gfn_t gfn, void __user *src, long npages
 u64 kvm_gmem_supported_flags(struct kvm *kvm);
 #endif
 
+#if defined(CONFIG_KVM_GUEST_MEMFD_RUST) && defined(CONFIG_KVM_PRIVATE_MEM)
+/*
+ * The guest_memfd pseudo-filesystem (6.19's semantics; Rust only,
+ * virt/kvm/guest_memfd/fs.c): kvm_init() mounts it, kvm_exit() unmounts it.
+ */
+int kvm_gmem_fs_init(void);
+void kvm_gmem_fs_exit(void);
+#elif defined(CONFIG_KVM_PRIVATE_MEM)
+static inline int kvm_gmem_fs_init(void)
+{
+	return 0;
+}
+
+static inline void kvm_gmem_fs_exit(void)
+{
+}
+#endif
+
 #if defined(CONFIG_KVM_GUEST_MEMFD_RUST) && \
 	defined(CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)
 /*

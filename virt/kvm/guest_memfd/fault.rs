@@ -8,7 +8,7 @@ use kernel::{folio::LockedFolio, fs::file::LocalFile, prelude::*, warn_on};
 use crate::{
     gmem_file::GmemFile,
     kvm::{prepare_warn_ratelimit, Kvm, Memslot},
-    range,
+    placement, range,
 };
 
 /// A page found for a gfn: its folio, still locked, and the pfn and order
@@ -44,7 +44,8 @@ pub(crate) fn find(file: &LocalFile, slot: &Memslot, index: usize) -> Result<Fou
         warn_on!(bound.is_some());
         return Err(EIO);
     }
-    let folio = file.mapping().grab_folio(index)?;
+    // SAFETY: the slot is bound to `file`, a guest_memfd (as above).
+    let folio = unsafe { placement::grab_folio(file, index) }?;
     if folio.test_hwpoison() {
         return Err(EHWPOISON);
     }

@@ -15,7 +15,7 @@ use kernel::{
     filemap::{AddressSpaceOperations, Mapping},
     folio::Folio,
     fs::{
-        file::{FileOperations, LocalFile},
+        file::{FileOperations, InodeSource, LocalFile},
         inode::InodeOperations,
     },
     mm::{
@@ -117,18 +117,30 @@ static GMEM_IOPS: InodeOperations = InodeOperations::new(bindings::inode_operati
 });
 
 /// `struct vm_operations_struct` of a host mapping of a guest_memfd: the
-/// page fault.
+/// page fault, and the NUMA policy of the file's pages (`mbind()` and
+/// `get_mempolicy()`), which the inode keeps (`fs.c`).
 static GMEM_VM_OPS: VmOperations = VmOperations::new(bindings::vm_operations_struct {
     fault: Some(gmem_fault),
+    #[cfg(CONFIG_NUMA)]
+    set_policy: Some(bindings::kvm_gmem_fs_set_policy),
+    #[cfg(CONFIG_NUMA)]
+    get_policy: Some(bindings::kvm_gmem_fs_get_policy),
     // SAFETY: all-zero is a valid `vm_operations_struct`: no other methods.
     ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
 });
+
+/// Where guest_memfd files get their inodes: the guest_memfd
+/// pseudo-filesystem (`fs.c`).
+// SAFETY: `kvm_gmem_fs_getfile()` has the contract of
+// `anon_inode_create_getfile()`, and is part of KVM, as this crate is.
+static GMEM_INODES: InodeSource = unsafe { InodeSource::new(bindings::kvm_gmem_fs_getfile) };
 
 /// The tables, for the core.
 static OPS: Operations = Operations {
     file: &GMEM_FOPS,
     inode: &GMEM_IOPS,
     mapping: &GMEM_AOPS,
+    inodes: &GMEM_INODES,
 };
 
 // ---------------------------------------------------------------------------
@@ -369,7 +381,8 @@ unsafe extern "C" fn gmem_fallocate(
     let file = unsafe { LocalFile::from_raw_file(file) };
     // SAFETY: the VFS only calls our fallocate for guest_memfd files.
     let gmem = unsafe { GmemFile::of_gmem_file(file) };
-    to_c_int(gmem.fallocate(file, mode, offset, len)) as c_long
+    // SAFETY: `gmem` is the state of `file`.
+    to_c_int(unsafe { gmem.fallocate(file, mode, offset, len) }) as c_long
 }
 
 /// `file_operations::mmap`: a host mapping of a guest_memfd.
@@ -405,7 +418,8 @@ unsafe extern "C" fn gmem_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fa
     // guest_memfd files; the mapping holds a reference on the file, so its
     // release has not run.
     let gmem = unsafe { GmemFile::of_gmem_file(vmf.file()) };
-    host_map::fault(gmem, vmf).as_raw()
+    // SAFETY: the fault is on a mapping of that file.
+    unsafe { host_map::fault(gmem, vmf) }.as_raw()
 }
 
 /// `address_space_operations::migrate_folio`: guest_memfd pages never move.

@@ -2,7 +2,7 @@
 
 //! guest_memfd in Rust: KVM's guest-first memory.
 //!
-//! A guest_memfd is an anonymous-inode file bound to one VM whose pages back
+//! A guest_memfd is a file bound to one VM whose pages back
 //! the VM's private memory.  Host userspace cannot read or write it; it can
 //! size it at creation, allocate and punch holes with `fallocate()`, and
 //! bind ranges of it to memslots.  KVM's private-fault path gets pfns from
@@ -28,6 +28,7 @@ pub mod ffi;
 mod gmem_file;
 mod host_map;
 mod kvm;
+mod placement;
 #[cfg(CONFIG_KVM_GENERIC_PRIVATE_MEM)]
 mod populate;
 mod range;

@@ -13,7 +13,8 @@ use kernel::{
     folio::Folio,
     fs::{
         file::{
-            anon_inode_create_getfile, flags, FileDescriptorReservation, FileOperations, LocalFile,
+            create_getfile, flags, FileDescriptorReservation, FileOperations, InodeSource,
+            LocalFile,
         },
         inode::InodeOperations,
     },
@@ -26,6 +27,7 @@ use kernel::{
 
 use crate::{
     kvm::{BindingsLockGuard, BoundSlot, Kvm},
+    placement,
     range::{self, Fallocate},
 };
 
@@ -43,6 +45,9 @@ pub(crate) struct Operations {
     /// `address_space_operations`: no dirty tracking, no migration, memory
     /// errors and freeing.
     pub(crate) mapping: &'static AddressSpaceOperations,
+    /// Where the files get their inodes: the guest_memfd filesystem, whose
+    /// inodes hold the memory's NUMA policy (`placement.rs`).
+    pub(crate) inodes: &'static InodeSource,
 }
 
 /// The state of one guest_memfd, owned by its file's `private_data` and
@@ -131,12 +136,12 @@ impl GmemFile {
 
         let fd = FileDescriptorReservation::get_unused_fd_flags(0)?;
         let gmem = KBox::pin_init(Self::new(kvm.into(), size, flags), GFP_KERNEL)?;
+        let name = c_str!("[kvm-gmem]");
         // SAFETY: the guest_memfd callbacks treat the private data as a
         // `GmemBox`, and the release takes it back; the owner of the
-        // table is KVM's module, set by `kvm_gmem_init()`.
-        let file = unsafe {
-            anon_inode_create_getfile(c_str!("[kvm-gmem]"), ops.file, gmem, flags::O_RDWR)
-        }?;
+        // table is KVM's module, set by `kvm_gmem_init()`.  The inode is a
+        // new one of the guest_memfd filesystem (`ops.inodes`).
+        let file = unsafe { create_getfile(ops.inodes, name, ops.file, gmem, flags::O_RDWR) }?;
         file.set_flags(flags::O_LARGEFILE);
 
         let inode = file.inode();
@@ -208,10 +213,20 @@ impl GmemFile {
     }
 
     /// `fallocate()` on a guest_memfd.
-    pub(crate) fn fallocate(&self, file: &LocalFile, mode: i32, offset: i64, len: i64) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// `file` is the file of this guest_memfd.
+    pub(crate) unsafe fn fallocate(
+        &self,
+        file: &LocalFile,
+        mode: i32,
+        offset: i64,
+        len: i64,
+    ) -> Result {
         let ret = match range::check_fallocate(mode, offset, len)? {
             Fallocate::PunchHole => self.punch_hole(file.mapping(), offset, len),
-            Fallocate::Allocate => self.allocate(file.mapping(), offset, len),
+            Fallocate::Allocate => self.allocate(file, offset, len),
         };
         if ret.is_ok() {
             // As in C, the timestamp update cannot fail the operation.
@@ -238,18 +253,21 @@ impl GmemFile {
         Ok(())
     }
 
-    /// Allocates the pages of a range inside the file.
-    fn allocate(&self, mapping: &Mapping, offset: i64, len: i64) -> Result {
+    /// Allocates the pages of a range inside `file`, this guest_memfd's
+    /// file, each by its NUMA policy.
+    fn allocate(&self, file: &LocalFile, offset: i64, len: i64) -> Result {
         range::check_allocate(offset, len, self.size)?;
         let (start, end) = range::page_span(offset, len);
 
-        let _lock = mapping.invalidate_lock_shared();
+        let _lock = file.mapping().invalidate_lock_shared();
         let mut index = start;
         while index < end {
             if kernel::current!().signal_pending() {
                 return Err(EINTR);
             }
-            let folio = mapping.grab_folio(index)?;
+            // SAFETY: `file` is this guest_memfd's (the caller of
+            // `fallocate` guarantees it).
+            let folio = unsafe { placement::grab_folio(file, index) }?;
             index = folio.next_index();
             drop(folio);
             // 64-bit only: the index cannot wrap.

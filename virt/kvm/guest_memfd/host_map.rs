@@ -19,7 +19,7 @@ use kernel::{
     prelude::*,
 };
 
-use crate::{gmem_file::GmemFile, range};
+use crate::{gmem_file::GmemFile, placement, range};
 
 /// `file_operations::mmap` of a guest_memfd: installs `ops`, whose `fault`
 /// is [`fault`], on a shared mapping of a guest_memfd that allows mappings.
@@ -52,7 +52,11 @@ pub(crate) unsafe fn mmap(gmem: &GmemFile, vma: &VmaNew, ops: &'static VmOperati
 /// `SIGBUS` at or past the end of the file and when the memory is not
 /// shared with the host (no `GUEST_MEMFD_FLAG_INIT_SHARED`);
 /// `VM_FAULT_HWPOISON` on a page hit by a memory error.
-pub(crate) fn fault(gmem: &GmemFile, vmf: &VmFault) -> VmFaultReason {
+///
+/// # Safety
+///
+/// `vmf` is a fault on a mapping of the file of `gmem`.
+pub(crate) unsafe fn fault(gmem: &GmemFile, vmf: &VmFault) -> VmFaultReason {
     let index = vmf.pgoff();
     if index >= range::size_in_pages(gmem.size()) {
         return VmFaultReason::SIGBUS;
@@ -60,7 +64,9 @@ pub(crate) fn fault(gmem: &GmemFile, vmf: &VmFault) -> VmFaultReason {
     if !gmem.has_flags(range::GUEST_MEMFD_FLAG_INIT_SHARED) {
         return VmFaultReason::SIGBUS;
     }
-    let folio = match vmf.file().mapping().grab_folio(index) {
+    // SAFETY: the fault is on a mapping of `gmem`'s file (the caller
+    // guarantees it), a guest_memfd.
+    let folio = match unsafe { placement::grab_folio(vmf.file(), index) } {
         Ok(folio) => folio,
         Err(e) => return VmFaultReason::from_error(e),
     };

@@ -22,7 +22,11 @@ use kernel::{
     bindings,
     error::to_result,
     filemap::Mapping,
-    fs::file::{File, LocalFile},
+    fs::{
+        file::{File, LocalFile},
+        inode::Inode,
+    },
+    mm::mempolicy::SharedPolicy,
     prelude::*,
     types::{ARef, AlwaysRefCounted, ForeignOwnable, Opaque},
     xarray::multi::{CopyEntry, UnownedPtr},
@@ -535,6 +539,20 @@ pub(crate) fn arch_invalidate(start_pfn: u64, end_pfn: u64) {
     // SAFETY: the hook only looks at the pfns, which belong to a folio
     // being freed by the caller.
     unsafe { bindings::kvm_gmem_shim_arch_invalidate(start_pfn, end_pfn) };
+}
+
+/// The shared memory policy of a guest_memfd's inode (`fs.c`), which
+/// `mbind()` on a mapping of the file sets.
+///
+/// # Safety
+///
+/// `inode` is the inode of a guest_memfd: one of the guest_memfd
+/// filesystem's.
+pub(crate) unsafe fn inode_policy(inode: &Inode) -> &SharedPolicy {
+    // SAFETY: guest_memfd inodes are `struct kvm_gmem_inode`s (the caller
+    // guarantees it is one), whose policy `fs.c` initialises when it
+    // allocates them and frees with them: it lives as long as `inode`.
+    unsafe { SharedPolicy::from_raw(bindings::kvm_gmem_fs_inode_policy(inode.as_ptr())) }
 }
 
 /// A memslot in a guest_memfd's bindings: a pointer the bindings do not

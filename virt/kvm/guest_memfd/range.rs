@@ -33,6 +33,19 @@ pub(crate) const FALLOC_FL_PUNCH_HOLE: i32 = uapi::FALLOC_FL_PUNCH_HOLE as i32;
 )]
 pub(crate) const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE as u64;
 
+/// The interleave index of file page `index` of the guest_memfd whose inode
+/// number is `ino`: under an interleaving memory policy, a new page goes to
+/// the node this index picks among the policy's nodes (index modulo their
+/// number).  Biased by the inode number, as shmem and mainline guest_memfd
+/// do, so that consecutive pages of one file alternate between nodes while
+/// different files start on different nodes, whatever order their pages are
+/// allocated in.  The same index `get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR)`
+/// reports for a mapping of the file (`fs.c`, and the VMA offset that
+/// `get_vma_policy()` adds).
+pub(crate) fn interleave_index(ino: usize, index: usize) -> usize {
+    ino.wrapping_add(index)
+}
+
 /// Whether `v` is a multiple of the page size.
 pub(crate) fn page_aligned(v: u64) -> bool {
     v & (PAGE_SIZE - 1) == 0

@@ -29,6 +29,24 @@ mod tests {
 
     const P: i64 = PAGE_SIZE as i64;
 
+    /// Interleaving: consecutive pages of a file alternate between nodes;
+    /// two files start on the nodes their inode numbers pick, whatever order
+    /// their pages come in; the index wraps instead of overflowing.
+    #[test]
+    fn interleave_index_case() {
+        // The node a page goes to under an interleave policy over `n` nodes.
+        let node = |ino: usize, index: usize, n: usize| interleave_index(ino, index) % n;
+        for n in 2..=4 {
+            for index in 0..64 {
+                assert_eq!(node(7, index + 1, n), (node(7, index, n) + 1) % n);
+            }
+        }
+        assert_ne!(node(10, 0, 2), node(11, 0, 2));
+        assert_eq!(node(10, 5, 2), node(11, 4, 2));
+        assert_eq!(interleave_index(usize::MAX, 2), 1);
+        assert_eq!(interleave_index(0, 0), 0);
+    }
+
     /// `KVM_CREATE_GUEST_MEMFD` argument checks.
     #[test]
     fn create_case() {

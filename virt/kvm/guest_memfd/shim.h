@@ -9,13 +9,18 @@
 #ifndef __KVM_GMEM_SHIM_H
 #define __KVM_GMEM_SHIM_H
 
+#include <linux/fs.h>
 #include <linux/types.h>
 #include <linux/kvm_types.h>
 
 struct address_space;
 struct file;
+struct inode;
 struct kvm;
 struct kvm_memory_slot;
+struct mempolicy;
+struct shared_policy;
+struct vm_area_struct;
 struct xarray;
 
 /* VM lifetime and locks. */
@@ -62,6 +67,22 @@ void kvm_gmem_shim_attrs_pre_set(struct kvm *kvm, gfn_t start, gfn_t end,
 				 unsigned long attrs);
 void kvm_gmem_shim_attrs_post_set(struct kvm *kvm, gfn_t start, gfn_t end,
 				  unsigned long attrs);
+#endif
+
+/*
+ * The guest_memfd pseudo-filesystem (fs.c): files on new inodes of its
+ * mount, with anon_inode_create_getfile()'s contract, and each inode's
+ * shared NUMA memory policy.
+ */
+struct file *kvm_gmem_fs_getfile(const char *name,
+				 const struct file_operations *fops,
+				 void *priv, int flags,
+				 const struct inode *context_inode);
+struct shared_policy *kvm_gmem_fs_inode_policy(struct inode *inode);
+#ifdef CONFIG_NUMA
+int kvm_gmem_fs_set_policy(struct vm_area_struct *vma, struct mempolicy *mpol);
+struct mempolicy *kvm_gmem_fs_get_policy(struct vm_area_struct *vma,
+					 unsigned long addr, pgoff_t *ilx);
 #endif
 
 #endif /* __KVM_GMEM_SHIM_H */
