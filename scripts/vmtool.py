@@ -4,7 +4,7 @@
 
 Subcommands:
   run [--impl=c|rust] [--debug | --bench] [--timeout=S] [--precise-clock]
-      [--append=P] -- BINARY [ARGS...]
+      [--append=P] [--numa=N] -- BINARY [ARGS...]
       Run one static binary in the test kernel; print its output, exit with
       its exit code (see EXIT CODES).  scripts/vmrun is this subcommand.
   selftests [--impl=c|rust] [--debug] [--filter=SUBSTR]
@@ -301,12 +301,37 @@ def clock_problem(console: str) -> Optional[str]:
     return None
 
 
+# The test VM's memory, MiB.
+VM_MEMORY = 2048
+
+
+def numa_setup(arch: str, nodes: int) -> Tuple[List[str], str]:
+    """The QEMU options and kernel parameters that give the test VM NODES
+    NUMA nodes, each with an equal share of the memory and of the two
+    vCPUs.  x86_64: the kernel's NUMA emulation (numa=fake=N), which needs
+    no ACPI (the test kernel has none).  arm64: QEMU's NUMA nodes, which
+    the device tree describes."""
+    if nodes <= 1:
+        return [], ''
+    if arch == 'x86_64':
+        return [], f'numa=fake={nodes} '
+    opts = []
+    for n in range(nodes):
+        opts += ['-object', f'memory-backend-ram,id=mem{n},size={VM_MEMORY // nodes}M',
+                 '-numa', f'node,nodeid={n},memdev=mem{n}']
+    return ['-m', f'{VM_MEMORY // nodes * nodes}'] + opts, ''
+
+
 def qemu_command(arch: str, accel: str, image: Path, initrd: Path, cmdline: str,
-                 console: Path, output: Path, status: Path) -> List[str]:
-    """The QEMU command line of a test VM: two vCPUs, 2 GiB, no devices but
-    the console (the kernel log), the program's output and its status."""
-    common = ['-accel', accel, '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults',
+                 console: Path, output: Path, status: Path, numa: int = 1) -> List[str]:
+    """The QEMU command line of a test VM: two vCPUs, 2 GiB (in NUMA nodes
+    if NUMA > 1), no devices but the console (the kernel log), the
+    program's output and its status."""
+    numa_opts, numa_params = numa_setup(arch, numa)
+    cmdline = numa_params + cmdline
+    common = ['-accel', accel, '-cpu', 'max', '-smp', '2', '-m', str(VM_MEMORY), '-nodefaults',
               '-display', 'none', '-no-reboot', '-kernel', str(image), '-initrd', str(initrd)]
+    common += numa_opts
     if arch == 'x86_64':
         return (['qemu-system-x86_64'] + common +
                 ['-append', 'console=ttyS0 ' + cmdline,
@@ -325,8 +350,10 @@ def qemu_command(arch: str, accel: str, image: Path, initrd: Path, cmdline: str,
 
 def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
          timeout: int, append: str = '', stream=None, debug: bool = False,
-         bench: bool = False, accel: Optional[str] = None, arch: str = 'x86_64') -> Boot:
-    """Boot the IMPL kernel, run CMD (in /payload) and collect the logs."""
+         bench: bool = False, accel: Optional[str] = None, arch: str = 'x86_64',
+         numa: int = 1) -> Boot:
+    """Boot the IMPL kernel, run CMD (in /payload) and collect the logs;
+    with NUMA > 1 the VM has that many NUMA nodes (numa_setup())."""
     kname = kernel_name(impl, debug, bench, arch)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     logdir = BUILD / 'vm' / f'{stamp}-{kname}-{name}'
@@ -356,7 +383,7 @@ def boot(impl: str, name: str, files: Dict[str, Path], cmd: Optional[List[str]],
     # VMTOOL_ACCEL: another -accel for experiments, e.g. tcg,thread=single
     # (one host thread for both vCPUs) to tell TCG's multi-threading apart.
     accel = os.environ.get('VMTOOL_ACCEL', accel or 'tcg')
-    qemu = qemu_command(arch, accel, image, initrd, cmdline, console, output, status)
+    qemu = qemu_command(arch, accel, image, initrd, cmdline, console, output, status, numa)
     # VMTOOL_GDB: a gdbstub port, for scripts/ioctl-profile.
     if os.environ.get('VMTOOL_GDB'):
         qemu += ['-gdb', f'tcp:127.0.0.1:{os.environ["VMTOOL_GDB"]}']
@@ -471,7 +498,7 @@ def cmd_run(args) -> int:
     files = {binary.name: binary.resolve()}
     b = boot(args.impl, 'run-' + binary.name, files, ['./' + binary.name] + args.argv[1:],
              args.timeout, append=args.append, stream=sys.stdout.buffer, debug=args.debug,
-             bench=args.bench, arch=args.arch)
+             bench=args.bench, arch=args.arch, numa=args.numa)
     if b.problem:
         report_problems(b)
         return EXIT_VM_FAILURE
@@ -492,7 +519,7 @@ def cmd_run(args) -> int:
 # kernels; @fuzz marks a program that scripts/fuzz runs (no kernel has the
 # tag); @may-skip lets a test skip.
 KERNEL_TAGS = {'c', 'rust', 'debug', 'nodebug', 'fuzz'}
-TAGS = KERNEL_TAGS | {'may-skip', 'one-thread', 'kvm-modes'}
+TAGS = KERNEL_TAGS | {'may-skip', 'one-thread', 'kvm-modes', 'numa'}
 
 
 class ListError(Exception):
@@ -509,6 +536,8 @@ class Entry:
     one_thread: bool = False
     # arm64: also run in a boot with each of KVM_MODES.
     kvm_modes: bool = False
+    # Run in a boot of its own whose VM has NUMA_NODES NUMA nodes.
+    numa: bool = False
 
     @property
     def name(self) -> str:
@@ -523,7 +552,8 @@ def parse_selftest_list(text: str, impl: str, debug: bool = False,
     variant, @nodebug to the plain kernels; all of a line's kernel tags must
     hold.  @may-skip lets the test skip (exit 4, or ksft skips inside the
     program); without it a skip fails.  @one-thread runs the test in a boot
-    of its own with one-thread TCG (see ONE_THREAD_ACCEL).  An unknown tag is an error, not a
+    of its own with one-thread TCG (see ONE_THREAD_ACCEL), @numa in a boot of
+    its own with NUMA_NODES NUMA nodes.  An unknown tag is an error, not a
     line that silently never runs."""
     have = {impl, 'debug' if debug else 'nodebug'}
     entries = []
@@ -544,7 +574,7 @@ def parse_selftest_list(text: str, impl: str, debug: bool = False,
             raise ListError(f'{where}:{n}: expected "<path> <timeout> [args...]"')
         if (tags & KERNEL_TAGS) <= have:
             entries.append(Entry(fields[0], int(fields[1]), fields[2:], 'may-skip' in tags,
-                                 'one-thread' in tags, 'kvm-modes' in tags))
+                                 'one-thread' in tags, 'kvm-modes' in tags, 'numa' in tags))
     return entries
 
 
@@ -656,6 +686,9 @@ ONE_THREAD_ACCEL = 'tcg,thread=single'
 # nVHE with the hypervisor protecting itself and its guests from the host).
 KVM_MODES = ('nvhe', 'protected')
 
+# The NUMA nodes of the boot that runs the @numa selftests.
+NUMA_NODES = 2
+
 
 def cmd_selftests(args) -> int:
     name = kernel_name(args.impl, args.debug, arch=args.arch)
@@ -664,18 +697,26 @@ def cmd_selftests(args) -> int:
     if not entries:
         sys.exit(f'vmtool: no selftest matches {args.filter!r}')
     runs = []
+    numa = [e for e in entries if e.numa]
+    entries = [e for e in entries if not e.numa]
     if args.debug and args.arch == 'x86_64':
         # The debug kernels (KASAN) run everything with one-thread TCG, in
         # one boot: besides the stress test, the hwpoison race test and
         # private_mem_conversions_test -n 4 each once triple-faulted there
         # under multi-threaded TCG (stop 26), the flake of ONE_THREAD_ACCEL.
-        b = run_selftests(args, entries, ONE_THREAD_ACCEL)
-        return judge_boots(name, [(b, entries, ' (one-thread TCG boot)')])
-    for one_thread in (False, True):
-        group = [e for e in entries if e.one_thread == one_thread]
-        if group:
-            b = run_selftests(args, group, ONE_THREAD_ACCEL if one_thread else None)
-            runs.append((b, group, ' (one-thread TCG boot)' if one_thread else ''))
+        if entries:
+            b = run_selftests(args, entries, ONE_THREAD_ACCEL)
+            runs.append((b, entries, ' (one-thread TCG boot)'))
+    else:
+        for one_thread in (False, True):
+            group = [e for e in entries if e.one_thread == one_thread]
+            if group:
+                b = run_selftests(args, group, ONE_THREAD_ACCEL if one_thread else None)
+                runs.append((b, group, ' (one-thread TCG boot)' if one_thread else ''))
+    if numa:
+        accel = ONE_THREAD_ACCEL if args.debug and args.arch == 'x86_64' else None
+        b = run_selftests(args, numa, accel, numa=NUMA_NODES)
+        runs.append((b, numa, f' ({NUMA_NODES} NUMA nodes boot)'))
     if args.arch == 'arm64':
         group = [e for e in entries if e.kvm_modes]
         for mode in KVM_MODES if group else ():
@@ -685,9 +726,10 @@ def cmd_selftests(args) -> int:
 
 
 def run_selftests(args, entries: List[Entry], accel: Optional[str],
-                  kvm_mode: Optional[str] = None) -> Boot:
+                  kvm_mode: Optional[str] = None, numa: int = 1) -> Boot:
     """One boot of the kernel of ARGS that runs ENTRIES, with -accel ACCEL
-    (default TCG) and, on arm64, kvm-arm.mode=KVM_MODE if given."""
+    (default TCG), on arm64 kvm-arm.mode=KVM_MODE if given, and NUMA NUMA
+    nodes."""
     files = {'run-kselftests': GUEST / 'run-kselftests'}
     lines = []
     scale = DEBUG_SLOWDOWN if args.debug else 1
@@ -706,10 +748,12 @@ def run_selftests(args, entries: List[Entry], accel: Optional[str],
         name += '-one-thread'
     if kvm_mode:
         name += f'-{kvm_mode}'
+    if numa > 1:
+        name += f'-numa{numa}'
     b = boot(args.impl, name, files, ['./run-kselftests', 'tests.list'], budget,
              append=f'kvm-arm.mode={kvm_mode}' if kvm_mode else '',
              stream=sys.stdout.buffer if args.verbose else None, debug=args.debug,
-             accel=accel, arch=args.arch)
+             accel=accel, arch=args.arch, numa=numa)
     os.unlink(lst.name)
     return b
 
@@ -1027,6 +1071,8 @@ def main() -> int:
     p.add_argument('--precise-clock', action='store_true',
                    help='fail (125) if the guest clock was coarse (for timings)')
     p.add_argument('--append', default='', help='more kernel parameters')
+    p.add_argument('--numa', type=int, default=1,
+                   help='boot the test VM with this many NUMA nodes')
     p.add_argument('--bench', action='store_true',
                    help='boot the benchmark variant, without lockdep '
                    '(scripts/build-kernel --bench)')

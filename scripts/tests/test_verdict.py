@@ -547,7 +547,7 @@ def test_debug_kernels_run_every_selftest_in_one_one_thread_boot(results, monkey
     monkeypatch.setattr(vmtool, 'read_selftest_list', lambda impl, debug, arch: es)
     boots = []
 
-    def fake_run(args, entries, accel, kvm_mode=None):
+    def fake_run(args, entries, accel, kvm_mode=None, numa=1):
         boots.append((accel, [e.name for e in entries]))
         return boot(output=all_pass_output(entries))
     monkeypatch.setattr(vmtool, 'run_selftests', fake_run)
@@ -560,3 +560,55 @@ def test_debug_kernels_run_every_selftest_in_one_one_thread_boot(results, monkey
     boots.clear()
     vmtool.cmd_selftests(Args())
     assert [accel for accel, _ in boots] == [None, vmtool.ONE_THREAD_ACCEL]
+
+
+# ---------------------------------------------------------------------------
+# @numa: a boot of its own with NUMA nodes
+
+def test_numa_tag_runs_its_tests_in_a_numa_boot_of_their_own(results, monkeypatch):
+    text = ('@numa @rust x86_64/guest_memfd_numa_test 120\n'
+            '@one-thread x86_64/guest_memfd_stress_test 120\n'
+            'guest_memfd_test 120\n')
+    boots = []
+
+    def fake_run(args, entries, accel, kvm_mode=None, numa=1):
+        boots.append((accel, numa, [e.name for e in entries]))
+        return boot(output=all_pass_output(entries))
+    monkeypatch.setattr(vmtool, 'run_selftests', fake_run)
+
+    class Args:
+        impl, debug, arch, filter = 'rust', False, 'x86_64', ''
+    monkeypatch.setattr(vmtool, 'read_selftest_list',
+                        lambda impl, debug, arch: vmtool.parse_selftest_list(text, impl, debug))
+    assert vmtool.cmd_selftests(Args()) == 0
+    assert boots == [(None, 1, ['guest_memfd_test']),
+                     (vmtool.ONE_THREAD_ACCEL, 1, ['guest_memfd_stress_test']),
+                     (None, vmtool.NUMA_NODES, ['guest_memfd_numa_test'])]
+    # The debug kernels: everything else in one one-thread boot, the NUMA
+    # tests in a one-thread NUMA boot.
+    Args.debug = True
+    boots.clear()
+    assert vmtool.cmd_selftests(Args()) == 0
+    assert boots == [(vmtool.ONE_THREAD_ACCEL, 1, ['guest_memfd_stress_test', 'guest_memfd_test']),
+                     (vmtool.ONE_THREAD_ACCEL, vmtool.NUMA_NODES, ['guest_memfd_numa_test'])]
+    # C has no NUMA test: no NUMA boot.
+    Args.impl, Args.debug = 'c', False
+    boots.clear()
+    vmtool.cmd_selftests(Args())
+    assert all(numa == 1 for _, numa, _ in boots)
+
+
+def test_numa_boots_split_memory_into_nodes(tmp_path):
+    def cmd(arch, numa):
+        return ' '.join(vmtool.qemu_command(arch, 'tcg', tmp_path / 'k', tmp_path / 'i', 'x=1',
+                                            tmp_path / 'c', tmp_path / 'o', tmp_path / 's',
+                                            numa))
+    assert 'numa=fake' not in cmd('x86_64', 1) and '-numa' not in cmd('arm64', 1)
+    assert 'numa=fake=2 x=1' in cmd('x86_64', 2) and '-numa' not in cmd('x86_64', 2)
+    a64 = cmd('arm64', 2)
+    assert a64.count('-numa node') == 2 and 'memory-backend-ram,id=mem1,size=1024M' in a64
+
+
+def test_the_numa_test_is_listed_for_rust_with_the_tag():
+    es = vmtool.read_selftest_list('rust')
+    assert [e.name for e in es if e.numa] == ['guest_memfd_numa_test']
