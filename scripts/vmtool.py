@@ -301,8 +301,9 @@ def clock_problem(console: str) -> Optional[str]:
     return None
 
 
-# The test VM's memory, MiB.
+# The test VM's memory, MiB, and its vCPUs.
 VM_MEMORY = 2048
+VM_CPUS = 2
 
 
 def numa_setup(arch: str, nodes: int) -> Tuple[List[str], str]:
@@ -317,8 +318,9 @@ def numa_setup(arch: str, nodes: int) -> Tuple[List[str], str]:
         return [], f'numa=fake={nodes} '
     opts = []
     for n in range(nodes):
+        cpus = f',cpus={n}' if n < VM_CPUS else ''
         opts += ['-object', f'memory-backend-ram,id=mem{n},size={VM_MEMORY // nodes}M',
-                 '-numa', f'node,nodeid={n},memdev=mem{n}']
+                 '-numa', f'node,nodeid={n}{cpus},memdev=mem{n}']
     return ['-m', f'{VM_MEMORY // nodes * nodes}'] + opts, ''
 
 
@@ -329,7 +331,8 @@ def qemu_command(arch: str, accel: str, image: Path, initrd: Path, cmdline: str,
     program's output and its status."""
     numa_opts, numa_params = numa_setup(arch, numa)
     cmdline = numa_params + cmdline
-    common = ['-accel', accel, '-cpu', 'max', '-smp', '2', '-m', str(VM_MEMORY), '-nodefaults',
+    common = ['-accel', accel, '-cpu', 'max', '-smp', str(VM_CPUS), '-m', str(VM_MEMORY),
+              '-nodefaults',
               '-display', 'none', '-no-reboot', '-kernel', str(image), '-initrd', str(initrd)]
     common += numa_opts
     if arch == 'x86_64':
