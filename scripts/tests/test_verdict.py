@@ -610,5 +610,7 @@ def test_numa_boots_split_memory_into_nodes(tmp_path):
 
 
 def test_the_numa_test_is_listed_for_rust_with_the_tag():
-    es = vmtool.read_selftest_list('rust')
-    assert [e.name for e in es if e.numa] == ['guest_memfd_numa_test']
+    for arch in ('x86_64', 'arm64'):
+        es = vmtool.read_selftest_list('rust', arch=arch)
+        assert [e.name for e in es if e.numa] == ['guest_memfd_numa_test']
+    assert not [e for e in vmtool.read_selftest_list('c') if e.numa]

@@ -5,11 +5,13 @@
 //! [`File`] and [`LocalFile`] wrap a C `struct file`; [`ARef<File>`] owns a reference to it.
 //! [`FileDescriptorReservation`] reserves a file descriptor in the current task's table and
 //! installs a file in it. [`anon_inode_create_getfile`] creates a file with a new inode of its
-//! own, for file-like objects that live in memory only.
+//! own, for file-like objects that live in memory only; [`create_getfile`] takes that inode from
+//! another [`InodeSource`], such as a pseudo-filesystem whose inodes hold more.
 //!
 //! The names and shapes of `File`, `LocalFile`, `BadFdError` and `FileDescriptorReservation`
 //! follow upstream Linux 6.13, with only the methods we use; [`File::get_active`], the private
-//! data accessors, [`FileOperations`] and [`anon_inode_create_getfile`] are additions of ours.
+//! data accessors, [`FileOperations`], [`anon_inode_create_getfile`] and [`create_getfile`] are
+//! additions of ours.
 //!
 //! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
 //! [`include/linux/file.h`](srctree/include/linux/file.h),
