@@ -170,10 +170,20 @@ static void test_filesystem(struct kvm_vm *vm)
 	close(fd2);
 }
 
+/* The task's own policy (set_mempolicy()). */
+static void set_task_policy(int mode, unsigned long nodes)
+{
+	TEST_ASSERT(!syscall(SYS_set_mempolicy, mode, nodes ? &nodes : NULL,
+			     nodes ? MAXNODE : 0),
+		    "set_mempolicy(mode %d)", mode);
+}
+
 /*
  * mbind() and get_mempolicy() for each mode, on part of a mapping: the
  * policy belongs to the file, not to the mapping: a second mapping, and
- * one made after the first is gone, see it.  An invalid mode is EINVAL.
+ * one made after the first is gone, see it.  Where none is set,
+ * get_mempolicy() reports the default, not the task's policy.  An invalid
+ * mode is EINVAL.
  */
 static void test_policy_modes(struct kvm_vm *vm)
 {
@@ -198,6 +208,7 @@ static void test_policy_modes(struct kvm_vm *vm)
 	fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
 	p = map(fd, size);
 	q = map(fd, size);
+	set_task_policy(MPOL_PREFERRED, 1ul << 1);
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		int mode = cases[i].mode;
 
@@ -211,6 +222,7 @@ static void test_policy_modes(struct kvm_vm *vm)
 		TEST_ASSERT_EQ(policy_at(q + page_size, &nodes), MPOL_DEFAULT);
 		TEST_ASSERT_EQ(policy_at(p + 4 * page_size, &nodes), MPOL_DEFAULT);
 	}
+	set_task_policy(MPOL_DEFAULT, 0);
 
 	TEST_ASSERT(!sys_mbind(p, size, MPOL_BIND, 1ul << 1, 0), "mbind(MPOL_BIND)");
 	TEST_ASSERT(!munmap(p, size) && !munmap(q, size), "munmap");
