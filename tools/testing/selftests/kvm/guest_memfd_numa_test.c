@@ -103,7 +103,7 @@ static void *map(int fd, size_t size)
 static void punch(int fd, size_t offset, size_t len)
 {
 	TEST_ASSERT(!fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len),
-		    "punch hole");
+		    "fallocate(PUNCH_HOLE)");
 }
 
 /* The number of online NUMA nodes: "0" or "0-N" in sysfs. */
